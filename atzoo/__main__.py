@@ -1,0 +1,3 @@
+from atzoo.cli.main import main
+
+main()

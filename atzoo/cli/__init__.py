@@ -1,0 +1,1 @@
+"""The `atzoo` command line."""

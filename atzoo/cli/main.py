@@ -1,0 +1,66 @@
+"""The `atzoo` command: a click group whose subcommands are imported only when used,
+so `atzoo --help` stays fast however heavy the commands' libraries are."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from atzoo.errors import AtzooError
+
+# name -> "module:attribute" of a click command or group. One line per command.
+COMMANDS = {
+    "synth": "atzoo.cli.data_commands:synth",
+    "data": "atzoo.cli.data_commands:data",
+    "eval-features": "atzoo.cli.eval_commands:eval_features",
+}
+
+COMMAND_HELP = {
+    "synth": "Generate a synthetic dataset in the AT-USTC layout.",
+    "data": "Inspect an AT-USTC root (summary of every protocol set).",
+    "eval-features": "Evaluate your own embeddings on the six scenarios.",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMAND_HELP.get(name, "")) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="atzoo")
+def cli() -> None:
+    """atzoo: model zoo and leaderboard for anytime person re-identification on AT-USTC."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one clear line and exit with status 2."""
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except AtzooError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

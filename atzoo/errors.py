@@ -1,0 +1,18 @@
+"""Errors that users see.
+
+Every error a user can cause (bad data, bad input file, unknown name, bad option) is an
+`AtzooError` whose message names the file or value and what was expected. The command line
+prints the message alone (no traceback) and exits with status 2.
+"""
+
+
+class AtzooError(Exception):
+    """A problem with the user's input, data or configuration, worded for the user."""
+
+
+class DataError(AtzooError):
+    """The dataset on disk does not follow the AT-USTC layout, or a set the protocol needs is empty."""
+
+
+class FeaturesError(AtzooError):
+    """A features file handed to the evaluation is malformed."""
