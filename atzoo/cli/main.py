@@ -12,15 +12,25 @@ from atzoo.errors import AtzooError
 
 # name -> "module:attribute" of a click command or group. One line per command.
 COMMANDS = {
-    "synth": "atzoo.cli.data_commands:synth",
+    "synth": "atzoo.cli.synth_command:synth",
     "data": "atzoo.cli.data_commands:data",
     "eval-features": "atzoo.cli.eval_commands:eval_features",
+    "plugins": "atzoo.cli.plugin_commands:plugins",
+    "list": "atzoo.cli.plugin_commands:list_items",
+    "describe": "atzoo.cli.plugin_commands:describe",
+    "train": "atzoo.cli.run_commands:train",
+    "evaluate": "atzoo.cli.run_commands:evaluate",
 }
 
 COMMAND_HELP = {
     "synth": "Generate a synthetic dataset in the AT-USTC layout.",
     "data": "Inspect an AT-USTC root (summary of every protocol set).",
     "eval-features": "Evaluate your own embeddings on the six scenarios.",
+    "plugins": "Installed plugins, their status and what they register.",
+    "list": "List registered backbones, losses or methods.",
+    "describe": "Show one registered item: provider, defaults, inputs.",
+    "train": "Train a registered method with the shared runner.",
+    "evaluate": "Evaluate a run directory on the six scenarios.",
 }
 
 
