@@ -20,6 +20,7 @@ COMMANDS = {
     "describe": "atzoo.cli.plugin_commands:describe",
     "train": "atzoo.cli.run_commands:train",
     "evaluate": "atzoo.cli.run_commands:evaluate",
+    "quickstart": "atzoo.cli.run_commands:quickstart",
 }
 
 COMMAND_HELP = {
@@ -31,6 +32,7 @@ COMMAND_HELP = {
     "describe": "Show one registered item: provider, defaults, inputs.",
     "train": "Train a registered method with the shared runner.",
     "evaluate": "Evaluate a run directory on the six scenarios.",
+    "quickstart": "Generate synthetic data, train the baseline on CPU, evaluate.",
 }
 
 

@@ -1,0 +1,93 @@
+"""`atzoo train`, `atzoo evaluate` and `atzoo quickstart`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from atzoo.config import parse_overrides
+
+DEFAULT_SYNTHETIC_ROOT = Path("data/synthetic-atustc")
+DEFAULT_QUICKSTART_RUN = Path("runs/quickstart")
+
+
+def _print_metrics(metrics: dict, as_json: bool) -> None:
+    from atzoo.evaluation.report import print_results
+
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+    else:
+        print_results(metrics)
+
+
+@click.command()
+@click.argument("method")
+@click.option("--data", "data_root", type=click.Path(path_type=Path), help="AT-USTC root (or a synthetic one).")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Override a training setting (see `atzoo describe methods METHOD`) or a backbone "
+                   "argument as backbone.NAME=VALUE. Repeatable.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--skip-bad-names", is_flag=True, help="Skip image files that do not follow the layout.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
+def train(method: str, data_root: Path | None, out_dir: Path, settings: tuple[str, ...], resume: bool,
+          skip_bad_names: bool, as_json: bool) -> None:
+    """Train METHOD on a dataset, then evaluate it on the six scenarios.
+
+    Works the same under `torchrun --nproc_per_node=N -m atzoo train ...` (DistributedDataParallel).
+    """
+    from atzoo.runner import train as run_training
+    from atzoo.runner.rundir import METRICS
+
+    run = run_training(method, data_root, out_dir, parse_overrides(settings), resume=resume,
+                       skip_bad_names=skip_bad_names)
+    metrics_file = run.file(METRICS)
+    if metrics_file.exists():
+        _print_metrics(json.loads(metrics_file.read_text()), as_json)
+        if not as_json:
+            click.echo(f"Run written to {run.path}")
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--data", "data_root", type=click.Path(path_type=Path),
+              help="Dataset root (default: the one the run was trained on).")
+@click.option("--skip-bad-names", is_flag=True, help="Skip image files that do not follow the layout.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate(run_dir: Path, data_root: Path | None, skip_bad_names: bool, as_json: bool) -> None:
+    """Evaluate the model of RUN_DIR on the six scenarios and the mixed test; writes metrics.json."""
+    from atzoo.runner import evaluate_run
+
+    _print_metrics(evaluate_run(run_dir, data_root, skip_bad_names=skip_bad_names), as_json)
+
+
+@click.command()
+@click.option("--data", "data_root", type=click.Path(path_type=Path), default=DEFAULT_SYNTHETIC_ROOT,
+              show_default=True, help="Where the synthetic dataset is (generated there if missing).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_QUICKSTART_RUN,
+              show_default=True, help="Run directory (a timestamped sibling is used if it exists).")
+@click.option("--method", default="baseline", show_default=True, help="Method to train.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override a training setting.")
+def quickstart(data_root: Path, out_dir: Path, method: str, settings: tuple[str, ...]) -> None:
+    """Generate the synthetic AT-USTC (if missing), train `baseline` on it, evaluate, print the table."""
+    from atzoo.data.synthetic import generate
+    from atzoo.runner import train as run_training
+    from atzoo.runner.rundir import METRICS
+
+    started = time.perf_counter()
+    if not data_root.exists():
+        click.echo(f"Generating the synthetic AT-USTC dataset in {data_root} ...")
+        generate(data_root)
+    if out_dir.exists():
+        out_dir = out_dir.with_name(f"{out_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    click.echo(f"Training {method} on {data_root} into {out_dir} ...")
+    run = run_training(method, data_root, out_dir, parse_overrides(settings))
+    metrics = json.loads(run.file(METRICS).read_text())
+    _print_metrics(metrics, as_json=False)
+    minutes = (time.perf_counter() - started) / 60
+    click.echo(f"Done in {minutes:.1f} min. Run directory: {run.path} "
+               f"(model.safetensors, metrics.json, train_log.jsonl). Evaluate again with "
+               f"`atzoo evaluate {run.path}`.")

@@ -1,0 +1,201 @@
+"""The shared training loop: every method is trained by this same code.
+
+Determinism: the model is initialised from the config's seed, and every epoch reseeds the global
+RNG (dropout, drop-path) and the data pipeline from (seed, epoch). A run resumed from an epoch
+checkpoint therefore ends with the same weights as one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_model
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from atzoo.data import build_train_set, parse_root
+from atzoo.data.cache import dataset_fingerprint
+from atzoo.data.loaders import train_loader
+from atzoo.data.sets import require_test_sets
+from atzoo.errors import AtzooError
+from atzoo.io import atomic_path
+from atzoo.protocol import PROTOCOL_VERSION
+from atzoo.runner import distributed
+from atzoo.runner.checkpoint import load_checkpoint, read_checkpoint_epoch, save_checkpoint
+from atzoo.runner.environment import describe_environment
+from atzoo.runner.evaluation import evaluate_model
+from atzoo.runner.objective import Objective
+from atzoo.runner.optim import build_optimizer, lr_factor, set_learning_rate
+from atzoo.runner.recipe import ResolvedRecipe, build_model, loss_context, resolve_recipe
+from atzoo.runner.rundir import (CHECKPOINT, DATASET, ENVIRONMENT, METRICS, MODEL, RunDir, new_run_dir,
+                                 open_run_dir)
+
+MODEL_FORMAT = "atzoo-model-1"
+
+
+class TrainingError(AtzooError):
+    """Training cannot go on (a non-finite loss, say); the last good checkpoint is kept."""
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**31)
+
+
+def _resolve_for_resume(run: RunDir, method: str, overrides: dict[str, Any]) -> tuple[ResolvedRecipe, dict]:
+    saved = run.config
+    recipe = ResolvedRecipe.from_json(saved["recipe"])
+    if method not in (recipe.method.qualified_name, recipe.method.qualified_name.split(":", 1)[1]):
+        raise AtzooError(f"run {run.path} trains {recipe.method.qualified_name}, not {method}")
+    changed = {k: v for k, v in overrides.items() if recipe.overrides.get(k) != v}
+    if changed:
+        raise AtzooError(f"--resume continues the run with its saved settings; these differ: "
+                         f"{', '.join(f'{k}={v!r} (saved {recipe.overrides.get(k)!r})' for k, v in changed.items())}")
+    return recipe, saved
+
+
+def _records_and_sets(data_root: Path, skip_bad_names: bool):
+    records = parse_root(data_root, skip_bad_names=skip_bad_names)
+    train_set = build_train_set(records)
+    require_test_sets(records)
+    return records, train_set
+
+
+def _dataset_info(records, train_set) -> dict[str, Any]:
+    return {"fingerprint": dataset_fingerprint(records), "images": len(records),
+            "train_images": len(train_set), "train_persons": train_set.num_persons,
+            "train_clothes": train_set.num_clothes}
+
+
+def _autocast(recipe: ResolvedRecipe, device: torch.device):
+    enabled = recipe.train.amp and device.type == "cuda"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _write_model(run: RunDir, model: torch.nn.Module, recipe: ResolvedRecipe) -> None:
+    with atomic_path(run.file(MODEL)) as tmp:
+        save_model(model, str(tmp), metadata={"format": MODEL_FORMAT, "method": recipe.method.qualified_name})
+
+
+def train(method: str, data_root: str | Path | None, out_dir: str | Path, overrides: dict[str, Any] | None = None,
+          *, resume: bool = False, registry=None, progress: bool = True, skip_bad_names: bool = False) -> RunDir:
+    """Train `method` on the dataset at `data_root`, write the run to `out_dir`, evaluate it.
+
+    Everything the user can get wrong (method, settings, data) is checked before the run
+    directory is created, so a refused run leaves nothing behind.
+    """
+    from atzoo.registry import load_registry
+
+    overrides = dict(overrides or {})
+    registry = registry or load_registry()
+    context = distributed.setup()
+    try:
+        if resume:
+            run = open_run_dir(out_dir)
+            recipe, saved = _resolve_for_resume(run, method, overrides)
+            data_root = Path(data_root or saved["data_root"])
+            records, train_set = _records_and_sets(data_root, skip_bad_names)
+            if dataset_fingerprint(records) != saved["dataset_fingerprint"]:
+                raise AtzooError(f"the dataset at {data_root} differs from the one run {run.path} was trained on "
+                                 f"(fingerprint mismatch)")
+        else:
+            if data_root is None:
+                raise AtzooError("no dataset given: pass --data ROOT")
+            recipe = resolve_recipe(method, overrides, registry)
+            data_root = Path(data_root)
+            records, train_set = _records_and_sets(data_root, skip_bad_names)
+            run = new_run_dir(out_dir) if context.is_main else RunDir(Path(out_dir))
+        distributed.barrier(context)
+        return _train(run, recipe, data_root, records, train_set, registry, context, resume, progress)
+    finally:
+        distributed.teardown(context)
+
+
+def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records, train_set, registry,
+           context: distributed.Context, resume: bool, progress: bool) -> RunDir:
+    config = recipe.train
+    device = context.device
+    dataset_info = _dataset_info(records, train_set)
+    if context.is_main and not resume:
+        run.write_json("config.json", {
+            "format": "atzoo-run-1", "protocol_version": PROTOCOL_VERSION, "recipe": recipe.to_json(),
+            "data_root": str(data_root.resolve()), "dataset_fingerprint": dataset_info["fingerprint"],
+            "num_persons": train_set.num_persons, "num_clothes": train_set.num_clothes,
+        })
+        run.write_json(DATASET, dataset_info)
+    if context.is_main:
+        run.write_json(ENVIRONMENT, describe_environment(device, context.world_size))
+
+    torch.manual_seed(config.seed)
+    model = build_model(recipe, train_set.num_persons, train_set.num_clothes, registry).to(device)
+    objective = Objective(list(recipe.losses), registry, loss_context(recipe, model, train_set.num_persons,
+                                                                      train_set.num_clothes), recipe.heads).to(device)
+    optimizer = build_optimizer(itertools.chain(model.named_parameters(), objective.named_parameters(prefix="losses")),
+                                config)
+    start_epoch, step = 0, 0
+    if resume and run.file(CHECKPOINT).exists():
+        start_epoch, step = load_checkpoint(run.file(CHECKPOINT), model=model, losses=objective, optimizer=optimizer)
+        if context.is_main:
+            run.truncate_log(start_epoch)
+    elif context.is_main and resume:
+        run.truncate_log(0)
+    trained = DistributedDataParallel(model, find_unused_parameters=True) if context.distributed else model
+    clothes_to_person = torch.as_tensor(train_set.clothes_to_person, device=device)
+    steps_per_epoch = len(train_loader(train_set, config, recipe.normalization, epoch=0, rank=context.rank,
+                                       world_size=context.world_size, cache_dir=None))
+    total_steps = steps_per_epoch * config.epochs
+    warmup_steps = steps_per_epoch * config.warmup_epochs
+
+    for epoch in range(start_epoch, config.epochs):
+        torch.manual_seed(epoch_seed(config.seed, epoch))
+        loader = train_loader(train_set, config, recipe.normalization, epoch=epoch, rank=context.rank,
+                              world_size=context.world_size)
+        trained.train()
+        sums: dict[str, float] = {}
+        started = time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (progress and context.is_main),
+                   leave=False, dynamic_ncols=True)
+        for batch in bar:
+            set_learning_rate(optimizer, config.lr, lr_factor(step, total_steps, warmup_steps, config))
+            batch = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            with _autocast(recipe, device):
+                outputs = trained(batch["image"])
+                loss, parts = objective(outputs, batch, clothes_to_person)
+            if distributed.broadcast_flag(not math.isfinite(float(loss.detach())), context):
+                last = (f"epoch {read_checkpoint_epoch(run.file(CHECKPOINT))}" if run.file(CHECKPOINT).exists()
+                        else "none yet")
+                raise TrainingError(f"the loss became {float(loss.detach())} at epoch {epoch + 1}, step {step + 1}; "
+                                    f"training stopped. The last good checkpoint ({last}) is kept at "
+                                    f"{run.file(CHECKPOINT)}; lower the learning rate or check the data.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            distributed.average_gradients(objective.parameters(), context)
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(objective.parameters()), config.grad_clip)
+            optimizer.step()
+            step += 1
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+            for name, value in parts.items():
+                sums[name] = sums.get(name, 0.0) + value
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        seconds = time.perf_counter() - started
+        batches = max(1, steps_per_epoch)
+        if context.is_main:
+            run.append_log({"epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
+                            **{k: v / batches for k, v in sums.items()}, "seconds": round(seconds, 3),
+                            "images_per_s": round(steps_per_epoch * config.batch_size / max(seconds, 1e-9), 2)})
+            if (epoch + 1) % config.checkpoint_every == 0 or epoch + 1 == config.epochs:
+                save_checkpoint(run.file(CHECKPOINT), model=model, losses=objective, optimizer=optimizer,
+                                epoch=epoch + 1, step=step)
+        distributed.barrier(context)
+
+    if context.is_main:
+        _write_model(run, model, recipe)
+    metrics = evaluate_model(model, records, recipe, context, progress=progress)
+    if context.is_main:
+        run.write_json(METRICS, metrics)
+    return run
