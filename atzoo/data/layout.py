@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from atzoo.errors import DataError
 from atzoo.protocol import CAMERAS, FLAGS, IR, RGB
@@ -56,15 +57,21 @@ def _empty_columns() -> dict[str, list]:
     return {name: [] for name in ("path", "person", "date", "clothes", "camera", "flag", "frame")}
 
 
-def _scan(root: Path) -> tuple[dict[str, list], list[str]]:
+def _is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _scan(root: Path, progress: bool) -> tuple[dict[str, list], list[str]]:
     columns = _empty_columns()
-    bad: list[str] = []
     with os.scandir(root) as top:
-        folders = sorted((e for e in top if e.is_dir()), key=lambda e: e.name)
-    for folder in folders:
+        entries = sorted(top, key=lambda e: e.name)
+    folders = [e for e in entries if e.is_dir()]
+    bad = [e.name for e in entries if e.is_file() and _is_image_name(e.name)]
+    bar = tqdm(folders, desc=f"reading {root}", unit="folder", disable=None if progress else True, leave=False)
+    for folder in bar:
         folder_match = FOLDER_PATTERN.match(folder.name)
         with os.scandir(folder.path) as inside:
-            names = sorted(e.name for e in inside if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS))
+            names = sorted(e.name for e in inside if e.is_file() and _is_image_name(e.name))
         for name in names:
             file_match = FILE_PATTERN.match(name)
             relative = f"{folder.name}/{name}"
@@ -79,26 +86,41 @@ def _scan(root: Path) -> tuple[dict[str, list], list[str]]:
     return columns, bad
 
 
-def _check_range(columns: dict[str, list], key: str, allowed: tuple[int, ...], what: str) -> None:
+def _nested_root_hint(root: Path) -> str:
+    """Name a sub-folder that looks like the real root, for a user who pointed one level too high."""
+    with os.scandir(root) as top:
+        for entry in sorted(top, key=lambda e: e.name):
+            if entry.is_dir() and not FOLDER_PATTERN.match(entry.name):
+                with os.scandir(entry.path) as inside:
+                    if any(e.is_dir() and FOLDER_PATTERN.match(e.name) for e in inside):
+                        return f"; did you mean {root / entry.name}?"
+    return ""
+
+
+def _check_range(root: Path, columns: dict[str, list], key: str, allowed: tuple[int, ...], what: str) -> None:
     values = np.asarray(columns[key])
     wrong = np.flatnonzero(~np.isin(values, allowed))
     if wrong.size:
+        found = ", ".join(str(v) for v in np.unique(values[wrong])[:5])
         examples = ", ".join(columns["path"][i] for i in wrong[:3])
-        raise DataError(f"{wrong.size} image(s) have a {key} outside {what} (e.g. {examples})")
+        raise DataError(f"{wrong.size} image(s) under {root} have a {key} outside {what} "
+                        f"(found {key} {found}; e.g. {examples})")
 
 
-def parse_root(root: str | os.PathLike, *, skip_bad_names: bool = False) -> Records:
-    """Read every image of an AT-USTC root into `Records`.
+def parse_root(root: str | os.PathLike, *, skip_bad_names: bool = False, progress: bool = False) -> Records:
+    """Read every image of an AT-USTC root into `Records`, sorted by folder then file name.
 
-    File names that do not follow the layout are an error listing how many and the first few;
-    with `skip_bad_names=True` they are skipped with a warning instead.
+    Image files whose names do not follow the layout (including images lying directly in the
+    root) are an error listing how many and the first few; with `skip_bad_names=True` they are
+    skipped with a warning instead. Other files are ignored. `progress` shows a bar on stderr
+    when stderr is a terminal.
     """
     root = Path(root)
     if not root.exists():
         raise DataError(f"dataset root {root} does not exist")
     if not root.is_dir():
         raise DataError(f"dataset root {root} is not a directory")
-    columns, bad = _scan(root)
+    columns, bad = _scan(root, progress)
     if bad:
         message = (f"{len(bad)} image file(s) under {root} do not match the AT-USTC layout ({LAYOUT_HINT}); "
                    f"first: {', '.join(bad[:5])}")
@@ -106,9 +128,9 @@ def parse_root(root: str | os.PathLike, *, skip_bad_names: bool = False) -> Reco
             raise DataError(message + " (use --skip-bad-names to skip them)")
         warnings.warn(message + "; skipped", stacklevel=2)
     if not columns["path"]:
-        raise DataError(f"no images found under {root} ({LAYOUT_HINT})")
-    _check_range(columns, "camera", CAMERAS, "1-16")
-    _check_range(columns, "flag", FLAGS, "0-10")
+        raise DataError(f"no images found under {root} ({LAYOUT_HINT}){_nested_root_hint(root)}")
+    _check_range(root, columns, "camera", CAMERAS, "1-16")
+    _check_range(root, columns, "flag", FLAGS, "0-10")
     camera = np.asarray(columns["camera"], dtype=np.int64)
     return Records(
         root=root,
