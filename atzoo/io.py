@@ -10,6 +10,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def permissions_from_umask(executable: bool = False) -> int:
+    """The mode a plain `open()` (or `mkdir()` when `executable`) would give under the current umask;
+    `tempfile` creates owner-only files and folders, which atomic writes must not leak."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if executable else 0o666) & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path`, on error it is removed."""
@@ -18,6 +26,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, permissions_from_umask())
     try:
         yield tmp_path
         os.replace(tmp_path, path)
