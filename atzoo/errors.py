@@ -16,3 +16,7 @@ class DataError(AtzooError):
 
 class FeaturesError(AtzooError):
     """A features file handed to the evaluation is malformed."""
+
+
+class PluginError(AtzooError):
+    """A plugin failed to load or registered an invalid item, and strict mode is on."""

@@ -4,6 +4,7 @@ so `atzoo --help` stays fast however heavy the commands' libraries are."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -55,8 +56,27 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="atzoo")
-def cli() -> None:
+@click.option("--strict", is_flag=True,
+              help="Fail (exit 2) when any installed plugin fails to load (also: ATZOO_STRICT=1).")
+@click.pass_context
+def cli(ctx: click.Context, strict: bool) -> None:
     """atzoo: model zoo and leaderboard for anytime person re-identification on AT-USTC."""
+    if strict:
+        _set_env_for_command(ctx, "ATZOO_STRICT", "1")
+
+
+def _set_env_for_command(ctx: click.Context, name: str, value: str) -> None:
+    """Set an environment variable while the command runs (the registry reads it), then restore it."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+
+    def restore() -> None:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+    ctx.call_on_close(restore)
 
 
 def main(argv: list[str] | None = None) -> None:

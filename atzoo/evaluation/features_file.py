@@ -1,0 +1,99 @@
+"""Features files: `.npz` with `feats` (N, D) or (N, 6, D), `pid`, `clothes`, `camera`, `flag`
+(ints, length N) and optionally `paths` (strings). Loaded without pickle, checked on load."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from atzoo.errors import FeaturesError
+from atzoo.evaluation.inputs import check_features, check_labels
+from atzoo.io import atomic_path
+
+LABEL_KEYS = ("pid", "clothes", "camera", "flag")
+REQUIRED_KEYS = ("feats",) + LABEL_KEYS
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Embeddings of test images with their labels, as stored in a features file."""
+
+    feats: np.ndarray
+    pid: np.ndarray
+    clothes: np.ndarray
+    camera: np.ndarray
+    flag: np.ndarray
+    paths: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.feats)
+
+    def evaluate(self, **options: Any) -> dict[str, Any]:
+        from atzoo.evaluation.scenarios import evaluate_features
+
+        return evaluate_features(self.feats, self.pid, self.clothes, self.camera, self.flag, **options)
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise FeaturesError(f"{path}: no such features file")
+    if not zipfile.is_zipfile(path):
+        raise FeaturesError(f"{path} is not a .npz (zip) file; expected arrays {', '.join(REQUIRED_KEYS)}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in REQUIRED_KEYS if key not in archive.files]
+            if missing:
+                raise FeaturesError(f"{path} lacks the array(s) {', '.join(missing)}; "
+                                    f"expected {', '.join(REQUIRED_KEYS)} (and optionally paths)")
+            keys = REQUIRED_KEYS + (("paths",) if "paths" in archive.files else ())
+            return {key: archive[key] for key in keys}
+    except FeaturesError:
+        raise
+    except ValueError as error:
+        raise FeaturesError(f"{path}: an array needs pickle to load or is damaged ({error}); "
+                            "store plain numeric arrays and strings") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as error:
+        raise FeaturesError(f"{path} cannot be read as .npz ({error})") from None
+
+
+def load_features(path: str | os.PathLike) -> FeatureSet:
+    """Read and check a features file; every problem is a FeaturesError naming the file and array."""
+    path = Path(path)
+    arrays = _read_arrays(path)
+    try:
+        feats = check_features(arrays["feats"])
+        if feats.dtype.kind != "f":
+            raise FeaturesError(f"feats must be a float array, got dtype {feats.dtype}")
+        if not np.all(np.isfinite(feats)):
+            raise FeaturesError("feats contain NaN or infinite values")
+        labels = check_labels(*(arrays[key] for key in LABEL_KEYS), n=feats.shape[0])
+    except FeaturesError as error:
+        raise FeaturesError(f"{path}: {error}") from None
+    paths = arrays.get("paths")
+    if paths is not None and (paths.shape != (feats.shape[0],) or paths.dtype.kind not in "US"):
+        raise FeaturesError(f"{path}: paths must be {feats.shape[0]} strings, got {paths.dtype} {paths.shape}")
+    feats = arrays["feats"] if arrays["feats"].ndim == 3 else feats[:, 0, :]
+    return FeatureSet(feats, *labels, paths=paths)
+
+
+def save_features(path: str | os.PathLike, feats: Any, pid: Any, clothes: Any, camera: Any, flag: Any,
+                  paths: Any = None) -> Path:
+    """Check and write a features file atomically (uncompressed .npz); returns its path."""
+    path = Path(path)
+    feats_np = np.asarray(feats.detach().cpu().numpy() if hasattr(feats, "detach") else feats)
+    checked = check_features(feats_np)
+    labels = check_labels(pid, clothes, camera, flag, n=checked.shape[0])
+    arrays = {"feats": feats_np, **dict(zip(LABEL_KEYS, labels))}
+    if paths is not None:
+        arrays["paths"] = np.asarray([str(p) for p in paths])
+        if arrays["paths"].shape != (checked.shape[0],):
+            raise FeaturesError(f"paths must hold {checked.shape[0]} strings, got {len(arrays['paths'])}")
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    return path

@@ -1,0 +1,161 @@
+"""Chunked ranking: the rank of every true match of every query, without sorting any gallery.
+
+For a chunk of queries the similarity block (chunk x gallery) comes from one matrix product.
+Invalid same-person items are set to -inf. Only items scoring at least the query's worst valid
+true match can rank above a true match, so only those candidates are kept. Each candidate gets an
+int64 key ordering it by (query row, similarity, earlier gallery index first): keys are distinct
+and ties are broken by gallery order. The valid true matches' keys, sorted, split each row into
+buckets; one `searchsorted` and one `bincount` count the kept items above each true match, which
+is its rank minus one. Memory is one chunk's block; time is the product plus a few linear passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from atzoo.evaluation.metrics import QueryResults
+
+CHUNK_ELEMENTS = 1 << 23
+"""Default similarity-block size (elements): about 100 MB of working memory per chunk."""
+
+
+@dataclass(frozen=True)
+class Labels:
+    person: np.ndarray
+    clothes: np.ndarray
+    camera: np.ndarray
+
+    @property
+    def modality(self) -> np.ndarray:
+        return np.where(self.camera <= 8, 1, 2)
+
+    def take(self, rows: np.ndarray) -> Labels:
+        return Labels(self.person[rows], self.clothes[rows], self.camera[rows])
+
+
+@dataclass(frozen=True)
+class JunkRule:
+    """Which same-person gallery items are not valid targets for a query (other persons never are).
+
+    Always: same camera. clothes "sc": different clothes; "cc": same clothes.
+    keep_modality: None (no modality rule), "rgb" / "ir" (only that gallery modality is a valid
+    target), "other" (only the modality the query is not).
+    """
+
+    clothes: str
+    keep_modality: str | None = None
+
+    def junk(self, query: Labels, gallery: Labels, q_rows: np.ndarray, g_rows: np.ndarray) -> np.ndarray:
+        """Boolean, for same-person pairs (q_rows[i], g_rows[i])."""
+        junk = query.camera[q_rows] == gallery.camera[g_rows]
+        same_clothes = query.clothes[q_rows] == gallery.clothes[g_rows]
+        junk |= ~same_clothes if self.clothes == "sc" else same_clothes
+        g_modality = gallery.modality[g_rows]
+        if self.keep_modality == "rgb":
+            junk |= g_modality != 1
+        elif self.keep_modality == "ir":
+            junk |= g_modality != 2
+        elif self.keep_modality == "other":
+            junk |= g_modality == query.modality[q_rows]
+        return junk
+
+
+def default_chunk_size(gallery_size: int) -> int:
+    return int(min(4096, max(16, CHUNK_ELEMENTS // max(gallery_size, 1))))
+
+
+def max_chunk_size(gallery_size: int) -> int:
+    """The most query rows whose keys (row, 32-bit value, column) still fit a non-negative int64."""
+    return 1 << (31 - (gallery_size + 1).bit_length())
+
+
+class SamePersonIndex:
+    """For each query, the gallery indices of the same person (padded with -1)."""
+
+    def __init__(self, gallery_person: np.ndarray):
+        self.order = np.argsort(gallery_person, kind="stable")
+        self.persons, self.starts, self.counts = np.unique(gallery_person[self.order], return_index=True,
+                                                           return_counts=True)
+
+    def lookup(self, query_person: np.ndarray) -> np.ndarray:
+        """(queries x widest group) gallery indices; the gallery must not be empty."""
+        slot = np.clip(np.searchsorted(self.persons, query_person), 0, len(self.persons) - 1)
+        count = np.where(self.persons[slot] == query_person, self.counts[slot], 0)
+        offset = np.arange(max(int(count.max(initial=0)), 1))
+        present = offset[None, :] < count[:, None]
+        positions = np.where(present, self.starts[slot][:, None] + offset[None, :], 0)
+        return np.where(present, self.order[positions], -1)
+
+
+def _keys(values: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, index_bits: int) -> torch.Tensor:
+    """Non-negative int64 keys increasing with (row, value, earlier column)."""
+    bits = (values + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0: the zeros tie as floats do
+    ordered = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).to(torch.int64) + (1 << 31)
+    reverse_column = (1 << index_bits) - 1 - columns
+    return (rows << (32 + index_bits)) | (ordered << index_bits) | reverse_column
+
+
+def _chunk_results(similarity: torch.Tensor, matches: torch.Tensor, valid: torch.Tensor) -> QueryResults:
+    """Per-query results of one chunk; `matches` (c x P) index the columns of `similarity` (c x G+1)
+    and `valid` marks the valid true matches among them (invalid ones are already -inf)."""
+    c, width = matches.shape
+    device = similarity.device
+    index_bits = max(int(similarity.shape[1]).bit_length(), 1)
+    match_values = similarity.gather(1, matches)
+    threshold = torch.where(valid, match_values, torch.inf).amin(1)
+    rows, columns = torch.nonzero(similarity >= threshold[:, None], as_tuple=True)
+    candidate_keys = _keys(similarity[rows, columns], rows, columns, index_bits)
+    match_rows = torch.arange(c, device=device)[:, None].expand(c, width)[valid]
+    match_keys = _keys(match_values[valid], match_rows, matches[valid], index_bits).sort().values
+    count = valid.sum(1)
+    first_of_row = torch.cumsum(count, 0) - count
+    bucket = torch.searchsorted(match_keys, candidate_keys) - first_of_row[rows]
+    histogram = torch.bincount(rows * (width + 1) + bucket, minlength=c * (width + 1)).view(c, width + 1)
+    rank = (histogram.flip(1).cumsum(1).flip(1)[:, 1:] + 1).double()
+    j = torch.arange(width, device=device)
+    in_use = j[None, :] < count[:, None]
+    count_f = count.double()
+    precision = torch.where(in_use, (count_f[:, None] - j[None, :]) / rank, 0.0)
+    has_match = count > 0
+    ap = precision.sum(1) / count_f.clamp(min=1)
+    first = rank.gather(1, (count - 1).clamp(min=0)[:, None]).squeeze(1)
+    inp = count_f / rank[:, 0]
+    return QueryResults(first[has_match].long().cpu().numpy(), ap[has_match].cpu().numpy(),
+                        inp[has_match].cpu().numpy())
+
+
+def rank_queries(query_features: torch.Tensor, gallery_features: torch.Tensor, query: Labels, gallery: Labels,
+                 rule: JunkRule, *, chunk_size: int | None = None, progress: bool = False,
+                 description: str = "") -> QueryResults:
+    """Per-query results of ranking every query against the whole gallery (features on one device,
+    L2-normalised). Only same-person items can be removed, by `rule`."""
+    n_query, n_gallery = query_features.shape[0], gallery_features.shape[0]
+    if n_query == 0 or n_gallery == 0:
+        return QueryResults.empty()
+    device = query_features.device
+    chunk_size = min(chunk_size or default_chunk_size(n_gallery), max_chunk_size(n_gallery))
+    index = SamePersonIndex(gallery.person)
+    gallery_t = gallery_features.T.contiguous()
+    parts = []
+    for start in tqdm(range(0, n_query, chunk_size), desc=description, disable=not progress, leave=False,
+                      dynamic_ncols=True):
+        rows = np.arange(start, min(start + chunk_size, n_query))
+        same = index.lookup(query.person[rows])
+        present = same >= 0
+        junk = np.zeros_like(present)
+        junk[present] = rule.junk(query, gallery, np.broadcast_to(rows[:, None], same.shape)[present], same[present])
+        similarity = torch.empty((len(rows), n_gallery + 1), dtype=query_features.dtype, device=device)
+        torch.matmul(query_features[start:start + len(rows)], gallery_t, out=similarity[:, :n_gallery])
+        similarity[:, n_gallery] = -torch.inf
+        matches = torch.from_numpy(np.where(present, same, n_gallery)).to(device)
+        if junk.any():
+            junk_matches = torch.from_numpy(np.where(junk, same, n_gallery)).to(device)
+            similarity.scatter_(1, junk_matches, -torch.inf)
+        valid = torch.from_numpy(present & ~junk).to(device)
+        parts.append(_chunk_results(similarity, matches, valid))
+        del similarity
+    return QueryResults.concat(parts)

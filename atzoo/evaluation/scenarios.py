@@ -1,0 +1,123 @@
+"""The six scenarios, Any-Time and the scenario-agnostic mixed test, on the fast chunked ranking."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from atzoo.errors import FeaturesError
+from atzoo.evaluation.inputs import TestData, prepare
+from atzoo.evaluation.metrics import QueryResults, mean_of, summarize
+from atzoo.evaluation.ranking import JunkRule, Labels, rank_queries
+from atzoo.protocol import (ANY_TIME, GALLERY_FLAGS, IR, MIXED_TEST_HEAD, PROTOCOL_VERSION, QUERY_FLAGS, RGB,
+                            SCENARIOS, Scenario)
+
+MIXED_GROUPS = {
+    "Daytime": ("DT-ST", "DT-LT"),
+    "Nighttime": ("NT-ST", "NT-LT"),
+    "All-day": ("AD-ST", "AD-LT"),
+    "Short-term": ("DT-ST", "NT-ST", "AD-ST"),
+    "Long-term": ("DT-LT", "NT-LT", "AD-LT"),
+    ANY_TIME: tuple(s.name for s in SCENARIOS),
+}
+"""Groups of the mixed test, weighted by valid queries."""
+
+QUERY_MODALITIES = {"vm": (RGB,), "im": (IR,), "cm": (RGB, IR)}
+"""Query modalities a scenario counts (an IR query has no gallery under `vm`)."""
+
+
+class _Evaluator:
+    def __init__(self, data: TestData, chunk_size: int | None, device: torch.device, progress: bool):
+        self.data = data
+        self.labels = Labels(data.person, data.clothes, data.camera)
+        self.chunk_size = chunk_size
+        self.device = device
+        self.progress = progress
+        self._heads: dict[int, torch.Tensor] = {}
+
+    def head(self, index: int) -> torch.Tensor:
+        key = index if self.data.features.shape[1] > 1 else 0
+        if key not in self._heads:
+            self._heads[key] = torch.from_numpy(np.ascontiguousarray(self.data.head(key))).to(self.device)
+        return self._heads[key]
+
+    def rank(self, head: int, q_rows: np.ndarray, g_rows: np.ndarray, rule: JunkRule, name: str) -> QueryResults:
+        features = self.head(head)
+        q_index = torch.from_numpy(q_rows).to(self.device)
+        g_index = torch.from_numpy(g_rows).to(self.device)
+        return rank_queries(features[q_index], features[g_index], self.labels.take(q_rows),
+                            self.labels.take(g_rows), rule, chunk_size=self.chunk_size, progress=self.progress,
+                            description=name)
+
+    def _with_modality(self, rows: np.ndarray, modality: int) -> np.ndarray:
+        return rows[self.data.modality[rows] == modality]
+
+    def scenario(self, scenario: Scenario) -> QueryResults:
+        """Official filtering: the modality filter selects query and gallery subsets; the same-camera and
+        clothes filters then only remove same-person items."""
+        queries = self.data.rows(QUERY_FLAGS[scenario.name])
+        gallery = self.data.rows(GALLERY_FLAGS[scenario.name])
+        rule = JunkRule(scenario.clothes)
+        parts = []
+        for modality in QUERY_MODALITIES[scenario.modality]:
+            gallery_modality = modality if scenario.modality != "cm" else (IR if modality == RGB else RGB)
+            parts.append(self.rank(scenario.index, self._with_modality(queries, modality),
+                                   self._with_modality(gallery, gallery_modality), rule, scenario.name))
+        return QueryResults.concat(parts)
+
+    def mixed_case(self, scenario: Scenario) -> QueryResults:
+        """Queries of the scenario (of the modality it allows) against the whole all-day gallery of its
+        term; only invalid same-person targets are removed."""
+        queries = self.data.rows(QUERY_FLAGS[scenario.name])
+        if scenario.modality != "cm":
+            queries = self._with_modality(queries, QUERY_MODALITIES[scenario.modality][0])
+        gallery = self.data.rows(scenario.pair.gallery_flags)
+        keep = {"vm": "rgb", "im": "ir", "cm": "other"}[scenario.modality]
+        return self.rank(MIXED_TEST_HEAD, queries, gallery, JunkRule(scenario.clothes, keep),
+                         f"mixed {scenario.name}")
+
+
+def _require_queries(results: QueryResults, what: str) -> None:
+    if len(results) == 0:
+        raise FeaturesError(f"{what} has no valid query (no query keeps a true match in its gallery); "
+                            "check the flag, camera, person and clothes arrays")
+
+
+def assemble(scenario_results: dict[str, QueryResults], mixed_results: dict[str, QueryResults] | None
+             ) -> dict[str, Any]:
+    """The result dict shared by the fast path and the reference oracle."""
+    result: dict[str, Any] = {"protocol_version": PROTOCOL_VERSION}
+    for name, results in scenario_results.items():
+        _require_queries(results, f"scenario {name}")
+        result[name] = summarize(results)
+    result[ANY_TIME] = mean_of([result[s.name] for s in SCENARIOS])
+    if mixed_results is not None:
+        mixed: dict[str, Any] = {}
+        for name, results in mixed_results.items():
+            _require_queries(results, f"mixed test case {name}")
+            mixed[name] = summarize(results)
+        for group, members in MIXED_GROUPS.items():
+            mixed[group] = summarize(QueryResults.concat([mixed_results[m] for m in members]))
+        result["mixed"] = mixed
+    return result
+
+
+def evaluate_features(features: Any, person: Any, clothes: Any, camera: Any, flag: Any, *,
+                      chunk_size: int | None = None, device: str | torch.device | None = None,
+                      mixed: bool = True, progress: bool = False) -> dict[str, Any]:
+    """Six scenarios, Any-Time and (unless `mixed=False`) the mixed test of N test images.
+
+    `features`: (N, D) or (N, 6, D), numpy or torch; the labels: int arrays of length N. Rows whose
+    flag is not 2-10 are ignored. `chunk_size`: queries per similarity block (default: a block of
+    about 8M similarities). `device`: where to compute (default CPU).
+    """
+    if chunk_size is not None and chunk_size < 1:
+        raise FeaturesError(f"chunk_size must be at least 1, got {chunk_size}")
+    data = prepare(features, person, clothes, camera, flag)
+    evaluator = _Evaluator(data, chunk_size, torch.device(device or "cpu"), progress)
+    with torch.inference_mode():
+        scenario_results = {s.name: evaluator.scenario(s) for s in SCENARIOS}
+        mixed_results = {s.name: evaluator.mixed_case(s) for s in SCENARIOS} if mixed else None
+    return assemble(scenario_results, mixed_results)

@@ -1,0 +1,171 @@
+"""The six-scenario evaluation: hand-computed metrics, filters, ties, oracle equality, files, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from atzoo.cli.main import cli
+from atzoo.errors import FeaturesError
+from atzoo.evaluation import evaluate_features, load_features, save_features
+from atzoo.evaluation.ranking import JunkRule, Labels, rank_queries
+from atzoo.evaluation.reference import evaluate_features_reference
+from atzoo.protocol import PROTOCOL_VERSION, SCENARIO_NAMES
+
+
+def unit(cosine):
+    return [cosine, float(np.sqrt(1 - cosine ** 2))]
+
+
+def rank(query, gallery, rule=JunkRule("sc"), chunk_size=None):
+    """query: (cosine-free label tuple); gallery: list of (cosine to query, person, clothes, camera)."""
+    q_feat = torch.tensor([[1.0, 0.0]])
+    g_feat = torch.tensor([unit(c) for c, *_ in gallery], dtype=torch.float32)
+    labels = np.array([g[1:] for g in gallery]).T
+    return rank_queries(q_feat, g_feat, Labels(*(np.array([v]) for v in query)), Labels(*labels), rule,
+                        chunk_size=chunk_size)
+
+
+def test_ranks_ap_and_inp_hand_computed():
+    result = rank((7, 0, 1), [(0.9, 1, 0, 2), (0.8, 7, 0, 2), (0.7, 2, 0, 3), (0.5, 7, 0, 3)])
+    assert list(result.first_rank) == [2]
+    assert result.ap[0] == pytest.approx((1 / 2 + 2 / 4) / 2)
+    assert result.inp[0] == pytest.approx(2 / 4)
+
+
+def test_same_camera_and_clothes_filters_drop_only_same_person():
+    gallery = [(0.99, 7, 0, 1),   # same person, same camera: dropped
+               (0.97, 7, 1, 2),   # same person, other clothes: dropped under sc, the target under cc
+               (0.95, 3, 1, 2),   # other person in other clothes: never dropped
+               (0.9, 7, 0, 2)]    # same person, same clothes: the target under sc, dropped under cc
+    same = rank((7, 0, 1), gallery, JunkRule("sc"))
+    assert list(same.first_rank) == [2] and same.ap[0] == pytest.approx(1 / 2)
+    changed = rank((7, 0, 1), gallery, JunkRule("cc"))
+    assert list(changed.first_rank) == [1] and changed.ap[0] == pytest.approx(1.0)
+
+
+def test_modality_rules_of_the_mixed_test():
+    gallery = [(0.99, 7, 0, 12), (0.95, 5, 0, 11), (0.9, 7, 0, 3)]  # IR match, IR distractor, RGB match
+    query = (7, 0, 1)  # RGB camera 1
+    assert list(rank(query, gallery, JunkRule("sc", "rgb")).first_rank) == [2]
+    assert list(rank(query, gallery, JunkRule("sc", "ir")).first_rank) == [1]
+    assert list(rank(query, gallery, JunkRule("sc", "other")).first_rank) == [1]
+    assert len(rank(query, [(0.9, 7, 0, 3)], JunkRule("sc", "other"))) == 0  # no valid target: not counted
+
+
+@pytest.mark.parametrize("negative_first, expected", [(True, 2), (False, 1)])
+def test_ties_are_broken_by_gallery_order(negative_first, expected):
+    tied = [(0.5, 3, 0, 2), (0.5, 7, 0, 2)]
+    result = rank((7, 0, 1), tied if negative_first else tied[::-1])
+    assert list(result.first_rank) == [expected]
+
+
+def random_problem(seed, heads, n=240):
+    rng = np.random.default_rng(seed)
+    pid = rng.integers(0, 5, n)
+    clothes = rng.integers(0, 3, n)
+    camera = rng.integers(1, 17, n)
+    flag = rng.integers(0, 11, n)
+    shape = (n, heads, 6) if heads > 1 else (n, 6)
+    feats = rng.normal(size=shape).astype(np.float32)
+    if seed % 3 == 0:  # unit vectors of four +-0.5 entries: exact products, many ties
+        signs = np.where(rng.random(shape) < 0.5, -0.5, 0.5)
+        zeros = np.argsort(rng.random(shape), axis=-1) < 2
+        feats = np.where(zeros, 0.0, signs).astype(np.float32)
+    return feats, pid, clothes, camera, flag
+
+
+def flatten(result, prefix=""):
+    out = {}
+    for key, value in result.items():
+        out.update(flatten(value, f"{prefix}{key}/") if isinstance(value, dict) else {prefix + key: value})
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("heads", [1, 6])
+def test_fast_evaluation_equals_the_reference_oracle(seed, heads):
+    problem = random_problem(seed, heads)
+    expected = flatten(evaluate_features_reference(*problem))
+    for chunk_size in (1, 5, None):
+        got = flatten(evaluate_features(*problem, chunk_size=chunk_size))
+        assert got.keys() == expected.keys()
+        for key, value in expected.items():
+            assert got[key] == pytest.approx(value, abs=1e-9), (key, chunk_size)
+
+
+def test_result_layout_and_six_output_heads():
+    feats, *labels = random_problem(1, 6)
+    result = evaluate_features(torch.from_numpy(feats), *labels)
+    assert result["protocol_version"] == PROTOCOL_VERSION
+    for name in SCENARIO_NAMES:
+        assert set(result[name]) == {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP", "queries"}
+    assert result["Any-Time"]["mAP"] == pytest.approx(np.mean([result[n]["mAP"] for n in SCENARIO_NAMES]))
+    assert result["mixed"]["Any-Time"]["queries"] == sum(result["mixed"][n]["queries"] for n in SCENARIO_NAMES)
+    json.dumps(result)
+    only_head_0 = feats.copy()
+    only_head_0[:, 1:] = feats[:, :1]
+    assert evaluate_features(only_head_0, *labels, mixed=False) != evaluate_features(feats, *labels, mixed=False)
+    assert evaluate_features(feats[:, 0], *labels, mixed=False)["DT-ST"] == \
+        evaluate_features(only_head_0, *labels, mixed=False)["DT-ST"]
+
+
+def test_scenario_without_valid_query_is_an_error():
+    feats, pid, clothes, camera, flag = random_problem(2, 1)
+    flag = np.where(flag == 5, 10, flag)
+    with pytest.raises(FeaturesError, match="NT-LT"):
+        evaluate_features(feats, pid, clothes, camera, flag)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a.update(camera=np.full_like(a["camera"], 17)), "camera"),
+    (lambda a: a.update(flag=a["flag"] + 11), "flag"),
+    (lambda a: a.update(pid=a["pid"][:-1]), "pid"),
+    (lambda a: a["feats"].__setitem__((0, 0), np.nan), "NaN"),
+    (lambda a: a.update(feats=a["feats"][:, :, None, None]), "shape"),
+    (lambda a: a.pop("clothes"), "clothes"),
+    (lambda a: a.update(paths=np.array([{"x": 1}] * len(a["pid"]), dtype=object)), "pickle"),
+])
+def test_load_features_rejects_malformed_files(tmp_path, change, message):
+    feats, pid, clothes, camera, flag = random_problem(1, 1)
+    arrays = {"feats": feats, "pid": pid, "clothes": clothes, "camera": camera, "flag": flag}
+    change(arrays)
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(FeaturesError, match=message) as error:
+        load_features(path)
+    assert "bad.npz" in str(error.value)
+
+
+def test_load_features_rejects_a_non_zip_file(tmp_path):
+    path = tmp_path / "notes.npz"
+    path.write_text("not a zip")
+    with pytest.raises(FeaturesError, match="notes.npz"):
+        load_features(path)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    problem = random_problem(4, 6)
+    path = save_features(tmp_path / "f.npz", *problem, paths=[f"img{i}.jpg" for i in range(len(problem[1]))])
+    loaded = load_features(path)
+    assert loaded.feats.shape == problem[0].shape and loaded.paths[3] == "img3.jpg"
+    assert loaded.evaluate(mixed=False) == evaluate_features(*problem, mixed=False)
+
+
+def test_cli_json_table_and_error(tmp_path):
+    path = save_features(tmp_path / "f.npz", *random_problem(5, 1))
+    runner = CliRunner()
+    as_json = runner.invoke(cli, ["eval-features", str(path), "--json", "--chunk-size", "7"])
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.output)["DT-ST"]["queries"] > 0
+    table = runner.invoke(cli, ["eval-features", str(path), "--no-mixed"])
+    assert table.exit_code == 0 and all(name in table.output for name in SCENARIO_NAMES)
+    assert "Mixed" not in table.output
+    bad = tmp_path / "broken.npz"
+    bad.write_bytes(b"junk")
+    from atzoo.cli.main import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval-features", str(bad)])
+    assert exit_info.value.code == 2
