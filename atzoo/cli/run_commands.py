@@ -40,12 +40,13 @@ def train(method: str, data_root: Path | None, out_dir: Path, settings: tuple[st
     Works the same under `torchrun --nproc_per_node=N -m atzoo train ...` (DistributedDataParallel).
     """
     from atzoo.runner import train as run_training
+    from atzoo.runner.distributed import is_main_process
     from atzoo.runner.rundir import METRICS
 
     run = run_training(method, data_root, out_dir, parse_overrides(settings), resume=resume,
                        skip_bad_names=skip_bad_names)
     metrics_file = run.file(METRICS)
-    if metrics_file.exists():
+    if is_main_process():
         _print_metrics(json.loads(metrics_file.read_text()), as_json)
         if not as_json:
             click.echo(f"Run written to {run.path}")

@@ -25,6 +25,11 @@ class Context:
         return self.world_size > 1
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun launch, or a plain single process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def setup() -> Context:
     """Join the process group that torchrun describes in the environment (gloo on CPU, nccl on CUDA)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -61,6 +66,15 @@ def gather_rows(tensor: torch.Tensor, total: int, context: Context) -> torch.Ten
     dist.all_gather(gathered, padded.contiguous())
     interleaved = torch.stack(gathered, dim=1).reshape(per_rank * context.world_size, *tensor.shape[1:])
     return interleaved[:total]
+
+
+def broadcast_buffers(model: torch.nn.Module, context: Context) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics drift apart per rank, since DDP
+    syncs them only at the start of each forward), so all ranks evaluate the model rank 0 saves."""
+    if not context.distributed:
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer.data, src=0)
 
 
 def broadcast_flag(value: bool, context: Context) -> bool:

@@ -193,6 +193,7 @@ def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records, train_
                                 epoch=epoch + 1, step=step)
         distributed.barrier(context)
 
+    distributed.broadcast_buffers(model, context)
     if context.is_main:
         _write_model(run, model, recipe)
     metrics = evaluate_model(model, records, recipe, context, progress=progress)
