@@ -10,10 +10,10 @@ from typing import Any
 from atzoo.plugin import Backbone, Loss, LossContext, LossTerm, Method, hookimpl
 
 
-def tiny_cnn(embed_dim: int = 128, width: int = 32) -> Any:
+def tiny_cnn(embed_dim: int = 128, width: int = 32, stripes: int = 4) -> Any:
     from atzoo.backbones import tiny_cnn as build
 
-    return build(embed_dim=embed_dim, width=width)
+    return build(embed_dim=embed_dim, width=width, stripes=stripes)
 
 
 def timm_model(model_name: str = "resnet50", pretrained: bool | str = False, last_stride_1: bool = True,
@@ -59,7 +59,7 @@ BASELINE_TRAIN: dict[str, Any] = {
 @hookimpl
 def atzoo_register_backbones(register) -> None:
     register(Backbone(
-        name="tiny_cnn", factory=tiny_cnn, embed_dim=128, defaults={"embed_dim": 128, "width": 32},
+        name="tiny_cnn", factory=tiny_cnn, embed_dim=128, defaults={"embed_dim": 128, "width": 32, "stripes": 4},
         input_size=(128, 64),
         description="A small 4-stage conv-bn-relu CNN for CPU runs, tests and the quickstart."))
     register(Backbone(

@@ -96,6 +96,42 @@ def test_fast_evaluation_equals_the_reference_oracle(seed, heads):
             assert got[key] == pytest.approx(value, abs=1e-9), (key, chunk_size)
 
 
+@pytest.mark.parametrize("dense_fraction", [0.0, 2.0])  # every block dense / every block sparse
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_dense_and_sparse_bucket_paths_both_equal_the_oracle(monkeypatch, seed, dense_fraction):
+    import atzoo.evaluation.ranking as ranking
+    problem = random_problem(seed, 6)
+    expected = flatten(evaluate_features_reference(*problem))
+    monkeypatch.setattr(ranking, "DENSE_FRACTION", dense_fraction)
+    for chunk_size in (1, 7, None):
+        got = flatten(evaluate_features(*problem, chunk_size=chunk_size))
+        for key, value in expected.items():
+            assert got[key] == pytest.approx(value, abs=1e-9), (key, chunk_size)
+
+
+@pytest.mark.parametrize("dense_fraction", [0.0, 2.0])
+def test_exact_ties_with_true_matches_follow_gallery_order_in_both_paths(monkeypatch, dense_fraction):
+    import atzoo.evaluation.ranking as ranking
+    monkeypatch.setattr(ranking, "DENSE_FRACTION", dense_fraction)
+    gallery = [(0.5, 3, 0, 2), (0.5, 7, 0, 2), (0.5, 4, 0, 2), (0.5, 7, 0, 3), (0.25, 9, 0, 2)]
+    result = rank((7, 0, 1), gallery)
+    assert list(result.first_rank) == [2]
+    assert result.ap[0] == pytest.approx((1 / 2 + 2 / 4) / 2)
+    assert result.inp[0] == pytest.approx(2 / 4)
+
+
+def test_reference_precision_loop_and_vectorised_variant_agree():
+    from atzoo.evaluation.inputs import prepare
+    from atzoo.evaluation.reference import reference_mixed_case, reference_scenario
+    from atzoo.protocol import SCENARIOS
+    data = prepare(*random_problem(4, 6))
+    for scenario in SCENARIOS:
+        for function in (reference_scenario, reference_mixed_case):
+            looped, vectorised = function(data, scenario), function(data, scenario, precision_loop=False)
+            assert list(looped.first_rank) == list(vectorised.first_rank)
+            np.testing.assert_allclose(looped.ap, vectorised.ap, rtol=0, atol=1e-12)
+
+
 def test_result_layout_and_six_output_heads():
     feats, *labels = random_problem(1, 6)
     result = evaluate_features(torch.from_numpy(feats), *labels)

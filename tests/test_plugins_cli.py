@@ -45,7 +45,7 @@ def test_list_methods_json_and_pattern():
     result = invoke("list", "methods", "--json")
     assert result.exit_code == 0
     methods = {m["name"]: m for m in json.loads(result.output)}
-    assert {"baseline", "bot", "bot-center", "template"} <= set(methods)
+    assert {"baseline", "bot", "bot-no-center", "template"} <= set(methods)
     assert methods["bot"]["qualified_name"] == "bot:bot" and methods["bot"]["version"] == "0.1.0"
     result = invoke("list", "backbones", "res*")
     assert result.exit_code == 0
@@ -66,7 +66,8 @@ def test_describe_a_method_shows_provider_and_resolved_recipe():
     recipe = data["recipe"]
     assert recipe["backbone"]["qualified_name"] == "builtins:resnet50"
     assert recipe["backbone"]["args"] == {"pretrained": True, "last_stride_1": True}
-    assert [loss["qualified_name"] for loss in recipe["losses"]] == ["builtins:cross_entropy", "builtins:triplet"]
+    assert [loss["qualified_name"] for loss in recipe["losses"]] == ["builtins:cross_entropy", "builtins:triplet",
+                                                                          "builtins:center"]
     assert recipe["losses"][1]["sampler"] == "pk" and recipe["losses"][1]["consumes"] == ["features", "target"]
     assert recipe["train"]["epochs"] == 120 and recipe["train"]["momentum"] == 0.9
 
@@ -78,9 +79,9 @@ def test_describe_a_loss_as_text():
 
 
 def test_describe_an_unknown_name_suggests_and_exits_2():
-    result = invoke("describe", "methods", "bot-centre")
+    result = invoke("describe", "methods", "bot-no-centre")
     assert result.exit_code == 2
-    assert "unknown method 'bot-centre'" in result.output and "bot-center" in result.output
+    assert "unknown method 'bot-no-centre'" in result.output and "bot-no-center" in result.output
 
 
 def test_strict_turns_a_failed_plugin_into_exit_2(monkeypatch):

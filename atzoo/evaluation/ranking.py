@@ -1,12 +1,15 @@
 """Chunked ranking: the rank of every true match of every query, without sorting any gallery.
 
 For a chunk of queries the similarity block (chunk x gallery) comes from one matrix product.
-Invalid same-person items are set to -inf. Only items scoring at least the query's worst valid
-true match can rank above a true match, so only those candidates are kept. Each candidate gets an
-int64 key ordering it by (query row, similarity, earlier gallery index first): keys are distinct
-and ties are broken by gallery order. The valid true matches' keys, sorted, split each row into
-buckets; one `searchsorted` and one `bincount` count the kept items above each true match, which
-is its rank minus one. Memory is one chunk's block; time is the product plus a few linear passes.
+Invalid same-person items are set to -inf. An item's bucket is the number of the query's valid
+true matches it outranks; a histogram of buckets per row, summed from the top, gives each true
+match's rank minus one. Only items scoring at least the query's worst valid true match can
+outrank one (the candidates). Few candidates: each gets an int64 key ordering it by (query row,
+similarity, earlier gallery index first), and one `searchsorted` among the true matches' sorted
+keys gives its bucket. Many candidates: one batched `searchsorted` of the whole block among each
+row's sorted true-match similarities does, and only exact ties with a true match take the key
+path. Either way ties are broken by gallery order. Memory is one chunk's block; time is the
+product plus a few linear passes.
 """
 
 from __future__ import annotations
@@ -99,23 +102,61 @@ def _keys(values: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, index
     return (rows << (32 + index_bits)) | (ordered << index_bits) | reverse_column
 
 
-def _chunk_results(similarity: torch.Tensor, matches: torch.Tensor, valid: torch.Tensor) -> QueryResults:
-    """Per-query results of one chunk; `matches` (c x P) index the columns of `similarity` (c x G+1)
-    and `valid` marks the valid true matches among them (invalid ones are already -inf)."""
+DENSE_FRACTION = 0.25
+"""Above this fraction of candidates in a block, buckets are found for the whole block at once."""
+
+
+def _sparse_histogram(similarity: torch.Tensor, matches: torch.Tensor, valid: torch.Tensor,
+                      candidates: torch.Tensor) -> torch.Tensor:
+    """(c x P+1) counts: items of each row with exactly b valid true matches ranked below them,
+    over the `candidates` (a boolean mask that holds every item some true match does not outrank)."""
     c, width = matches.shape
-    device = similarity.device
     index_bits = max(int(similarity.shape[1]).bit_length(), 1)
-    match_values = similarity.gather(1, matches)
-    threshold = torch.where(valid, match_values, torch.inf).amin(1)
-    rows, columns = torch.nonzero(similarity >= threshold[:, None], as_tuple=True)
+    rows, columns = torch.nonzero(candidates, as_tuple=True)
     candidate_keys = _keys(similarity[rows, columns], rows, columns, index_bits)
-    match_rows = torch.arange(c, device=device)[:, None].expand(c, width)[valid]
-    match_keys = _keys(match_values[valid], match_rows, matches[valid], index_bits).sort().values
+    match_rows = torch.arange(c, device=similarity.device)[:, None].expand(c, width)[valid]
+    match_values = similarity.gather(1, matches)[valid]
+    match_keys = _keys(match_values, match_rows, matches[valid], index_bits).sort().values
     count = valid.sum(1)
     first_of_row = torch.cumsum(count, 0) - count
     bucket = torch.searchsorted(match_keys, candidate_keys) - first_of_row[rows]
-    histogram = torch.bincount(rows * (width + 1) + bucket, minlength=c * (width + 1)).view(c, width + 1)
-    rank = (histogram.flip(1).cumsum(1).flip(1)[:, 1:] + 1).double()
+    return torch.bincount(rows * (width + 1) + bucket, minlength=c * (width + 1)).view(c, width + 1)
+
+
+def _dense_histogram(similarity: torch.Tensor, matches: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The same counts as `_sparse_histogram`, for blocks where most items are candidates: one
+    batched search of every item among its row's sorted true-match values. Items whose value
+    equals a true match's (the matches themselves, exact ties) go through the sparse path, which
+    orders equal values by gallery index."""
+    c, width = matches.shape
+    match_values = torch.where(valid, similarity.gather(1, matches), torch.inf).sort(1).values
+    bucket = torch.searchsorted(match_values, similarity, out_int32=True)
+    tied = similarity == match_values.gather(1, bucket.clamp(max=width - 1).long())
+    bucket.masked_fill_(tied, 0)
+    row_offset = torch.arange(0, c * (width + 1), width + 1, device=similarity.device, dtype=torch.int32)
+    bucket += row_offset[:, None]
+    histogram = torch.bincount(bucket.view(-1), minlength=c * (width + 1)).view(c, width + 1)
+    return histogram + _sparse_histogram(similarity, matches, valid, tied)
+
+
+def _chunk_results(similarity: torch.Tensor, matches: torch.Tensor, valid: torch.Tensor) -> QueryResults:
+    """Per-query results of one chunk; `matches` (c x P) index the columns of `similarity` (c x G),
+    `valid` marks the valid true matches among them (invalid same-person items are already -inf;
+    the other slots are padding and are ignored).
+
+    Only items scoring at least the row's worst valid true match can outrank one; when they are
+    few the sparse path handles just them, otherwise the dense path handles the whole block."""
+    c, width = matches.shape
+    device = similarity.device
+    threshold = torch.where(valid, similarity.gather(1, matches), torch.inf).amin(1)
+    candidates = similarity >= threshold[:, None]
+    if int(torch.count_nonzero(candidates)) > DENSE_FRACTION * candidates.numel():
+        del candidates
+        histogram = _dense_histogram(similarity, matches, valid)
+    else:
+        histogram = _sparse_histogram(similarity, matches, valid, candidates)
+    rank = (histogram.sum(1, keepdim=True) - histogram.cumsum(1)[:, :-1] + 1).double()
+    count = valid.sum(1)
     j = torch.arange(width, device=device)
     in_use = j[None, :] < count[:, None]
     count_f = count.double()
@@ -128,34 +169,45 @@ def _chunk_results(similarity: torch.Tensor, matches: torch.Tensor, valid: torch
                         inp[has_match].cpu().numpy())
 
 
+def _same_person_pairs(index: SamePersonIndex, query: Labels, gallery: Labels, rule: JunkRule, rows: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a chunk of query rows: same-person gallery indices (c x P, padding 0), which slots are
+    real, and which real slots are junk under `rule`."""
+    same = index.lookup(query.person[rows])
+    present = same >= 0
+    junk = np.zeros_like(present)
+    junk[present] = rule.junk(query, gallery, np.broadcast_to(rows[:, None], same.shape)[present], same[present])
+    return np.where(present, same, 0), present, junk
+
+
 def rank_queries(query_features: torch.Tensor, gallery_features: torch.Tensor, query: Labels, gallery: Labels,
                  rule: JunkRule, *, chunk_size: int | None = None, progress: bool = False,
                  description: str = "") -> QueryResults:
     """Per-query results of ranking every query against the whole gallery (features on one device,
-    L2-normalised). Only same-person items can be removed, by `rule`."""
+    L2-normalised). Only same-person items can be removed, by `rule`.
+
+    One similarity block is allocated and reused for every chunk: the matrix product writes into
+    a contiguous buffer (a strided output makes it markedly slower); the bucket search adds a few
+    temporaries of the block's size at most."""
     n_query, n_gallery = query_features.shape[0], gallery_features.shape[0]
     if n_query == 0 or n_gallery == 0:
         return QueryResults.empty()
     device = query_features.device
-    chunk_size = min(chunk_size or default_chunk_size(n_gallery), max_chunk_size(n_gallery))
+    chunk_size = min(chunk_size or default_chunk_size(n_gallery), max_chunk_size(n_gallery), n_query)
     index = SamePersonIndex(gallery.person)
-    gallery_t = gallery_features.T.contiguous()
+    gallery_t = gallery_features.T
+    block = torch.empty((chunk_size, n_gallery), dtype=query_features.dtype, device=device)
     parts = []
     for start in tqdm(range(0, n_query, chunk_size), desc=description, disable=not progress, leave=False,
                       dynamic_ncols=True):
         rows = np.arange(start, min(start + chunk_size, n_query))
-        same = index.lookup(query.person[rows])
-        present = same >= 0
-        junk = np.zeros_like(present)
-        junk[present] = rule.junk(query, gallery, np.broadcast_to(rows[:, None], same.shape)[present], same[present])
-        similarity = torch.empty((len(rows), n_gallery + 1), dtype=query_features.dtype, device=device)
-        torch.matmul(query_features[start:start + len(rows)], gallery_t, out=similarity[:, :n_gallery])
-        similarity[:, n_gallery] = -torch.inf
-        matches = torch.from_numpy(np.where(present, same, n_gallery)).to(device)
+        matches, present, junk = _same_person_pairs(index, query, gallery, rule, rows)
+        similarity = block[:len(rows)]
+        torch.matmul(query_features[start:start + len(rows)], gallery_t, out=similarity)
         if junk.any():
-            junk_matches = torch.from_numpy(np.where(junk, same, n_gallery)).to(device)
-            similarity.scatter_(1, junk_matches, -torch.inf)
+            junk_rows, junk_slots = np.nonzero(junk)
+            similarity[torch.from_numpy(junk_rows).to(device),
+                       torch.from_numpy(matches[junk_rows, junk_slots]).to(device)] = -torch.inf
         valid = torch.from_numpy(present & ~junk).to(device)
-        parts.append(_chunk_results(similarity, matches, valid))
-        del similarity
+        parts.append(_chunk_results(similarity, torch.from_numpy(matches).to(device), valid))
     return QueryResults.concat(parts)

@@ -10,7 +10,7 @@ def test_the_plugin_loads_with_two_methods():
     assert info.status == "ok", info.error
     assert info.distribution == "atzoo-bot"
     assert info.counts["methods"] == 2
-    assert {"bot:bot", "bot:bot-center"} <= {e.qualified_name for e in registry.entries("methods")}
+    assert {"bot:bot", "bot:bot-no-center"} <= {e.qualified_name for e in registry.entries("methods")}
 
 
 def test_recipe_is_the_published_one():
@@ -27,17 +27,19 @@ def test_recipe_is_the_published_one():
     assert losses["builtins:triplet"].args["margin"] == 0.3
 
 
-def test_center_variant_adds_a_weighted_center_loss():
-    method = load_registry().get("methods", "bot:bot-center").item
-    assert [(t.loss, t.weight) for t in method.losses][-1] == ("builtins:center", 5e-4)
+def test_the_full_recipe_has_a_weighted_center_loss_and_the_variant_none():
+    full = load_registry().get("methods", "bot:bot").item
+    assert [(t.loss, t.weight) for t in full.losses][-1] == ("builtins:center", 5e-4)
+    variant = load_registry().get("methods", "bot:bot-no-center").item
+    assert "builtins:center" not in {t.loss for t in variant.losses}
 
 
 def test_both_recipes_conform():
     report = check_plugin("bot")
-    assert [m["name"] for m in report["methods"]] == ["bot:bot", "bot:bot-center"]
+    assert [m["name"] for m in report["methods"]] == ["bot:bot", "bot:bot-no-center"]
 
 
 def test_one_training_step_without_downloading_weights():
-    summary = check_method("bot:bot-center", build=True, overrides={"backbone.pretrained": False},
+    summary = check_method("bot:bot", build=True, overrides={"backbone.pretrained": False},
                            image_size=(64, 32))
     assert summary["loss"] > 0
