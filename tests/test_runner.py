@@ -212,3 +212,24 @@ def test_evaluating_a_folder_that_is_not_a_run_is_refused(tmp_path):
     process = atzoo_process("evaluate", str(tmp_path))
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 2 and "not a run directory" in output
+
+
+def test_quickstart_trains_evaluates_and_compares_with_the_random_initialisation(tiny_synth_root, tmp_path):
+    out = tmp_path / "quickstart"
+    result = run_cli("quickstart", "--data", str(tiny_synth_root), "--out", str(out), "--set", "epochs=1", *TINY)
+    assert result.exit_code == 0, result.output
+    assert "trained vs random init" in result.output
+    for name in (*SCENARIO_NAMES, "Any-Time"):
+        assert name in result.output
+    assert (out / "metrics.json").exists() and f"Run directory: {out}" in result.output
+
+
+@pytest.mark.slow
+def test_quickstart_generates_the_default_dataset_when_missing(tmp_path):
+    data, out = tmp_path / "synthetic", tmp_path / "run"
+    result = run_cli("quickstart", "--data", str(data), "--out", str(out), "--set", "epochs=1",
+                     "--set", "iters_per_epoch=2", *TINY)
+    assert result.exit_code == 0, result.output
+    assert f"Generating the synthetic AT-USTC dataset in {data}" in result.output
+    assert json.loads((data / "synthetic.json").read_text())["images"] > 10_000
+    assert (out / "model.safetensors").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -25,7 +24,7 @@ def eval_features(features_file: Path, as_json: bool, no_mixed: bool, chunk_size
     """
     from atzoo.errors import AtzooError
     from atzoo.evaluation import load_features
-    from atzoo.evaluation.report import print_results
+    from atzoo.cli.output import print_metrics
 
     if device == "cuda":
         import torch
@@ -34,7 +33,4 @@ def eval_features(features_file: Path, as_json: bool, no_mixed: bool, chunk_size
             raise AtzooError("--device cuda was asked for but no CUDA device is available; use --device cpu")
     result = load_features(features_file).evaluate(chunk_size=chunk_size, device=device, mixed=not no_mixed,
                                                    progress=progress)
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-    else:
-        print_results(result)
+    print_metrics(result, as_json)

@@ -8,19 +8,11 @@ from pathlib import Path
 
 import click
 
+from atzoo.cli.output import print_metrics
 from atzoo.config import parse_overrides
 
 DEFAULT_SYNTHETIC_ROOT = Path("data/synthetic-atustc")
 DEFAULT_QUICKSTART_RUN = Path("runs/quickstart")
-
-
-def _print_metrics(metrics: dict, as_json: bool) -> None:
-    from atzoo.evaluation.report import print_results
-
-    if as_json:
-        click.echo(json.dumps(metrics, indent=2))
-    else:
-        print_results(metrics)
 
 
 @click.command()
@@ -47,7 +39,7 @@ def train(method: str, data_root: Path | None, out_dir: Path, settings: tuple[st
                        skip_bad_names=skip_bad_names)
     metrics_file = run.file(METRICS)
     if is_main_process():
-        _print_metrics(json.loads(metrics_file.read_text()), as_json)
+        print_metrics(json.loads(metrics_file.read_text()), as_json)
         if not as_json:
             click.echo(f"Run written to {run.path}")
 
@@ -62,7 +54,7 @@ def evaluate(run_dir: Path, data_root: Path | None, skip_bad_names: bool, as_jso
     """Evaluate the model of RUN_DIR on the six scenarios and the mixed test; writes metrics.json."""
     from atzoo.runner import evaluate_run
 
-    _print_metrics(evaluate_run(run_dir, data_root, skip_bad_names=skip_bad_names), as_json)
+    print_metrics(evaluate_run(run_dir, data_root, skip_bad_names=skip_bad_names), as_json)
 
 
 @click.command()
@@ -73,9 +65,13 @@ def evaluate(run_dir: Path, data_root: Path | None, skip_bad_names: bool, as_jso
 @click.option("--method", default="baseline", show_default=True, help="Method to train.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override a training setting.")
 def quickstart(data_root: Path, out_dir: Path, method: str, settings: tuple[str, ...]) -> None:
-    """Generate the synthetic AT-USTC (if missing), train `baseline` on it, evaluate, print the table."""
+    """Generate the synthetic AT-USTC (if missing), train `baseline` on it, evaluate, and compare with the
+    same model at its random initialisation."""
+    from atzoo.cli.output import console
     from atzoo.data.synthetic import generate
+    from atzoo.evaluation.report import print_comparison
     from atzoo.runner import train as run_training
+    from atzoo.runner.evaluation import evaluate_initialisation
     from atzoo.runner.rundir import METRICS
 
     started = time.perf_counter()
@@ -87,7 +83,9 @@ def quickstart(data_root: Path, out_dir: Path, method: str, settings: tuple[str,
     click.echo(f"Training {method} on {data_root} into {out_dir} ...")
     run = run_training(method, data_root, out_dir, parse_overrides(settings))
     metrics = json.loads(run.file(METRICS).read_text())
-    _print_metrics(metrics, as_json=False)
+    print_metrics(metrics, as_json=False)
+    click.echo("Evaluating the same model at its random initialisation, for comparison ...")
+    print_comparison(evaluate_initialisation(run.path), metrics, ("random init", "trained"), console())
     minutes = (time.perf_counter() - started) / 60
     click.echo(f"Done in {minutes:.1f} min. Run directory: {run.path} "
                f"(model.safetensors, metrics.json, train_log.jsonl). Evaluate again with "

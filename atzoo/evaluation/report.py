@@ -37,3 +37,19 @@ def print_results(result: dict[str, Any], console: Console | None = None) -> Non
         names = SCENARIO_NAMES + tuple(MIXED_GROUPS)
         console.print(_table("Mixed test (AD-LT feature, weighted by valid queries)",
                              [(name, mixed[name]) for name in names if name in mixed]))
+
+
+def print_comparison(before: dict[str, Any], after: dict[str, Any], labels: tuple[str, str],
+                     console: Console | None = None) -> None:
+    """Rank-1 and mAP of two results side by side, per scenario and Any-Time, with the gain."""
+    console = console or Console()
+    table = Table(title=f"{labels[1]} vs {labels[0]} (R1 / mAP, %)")
+    table.add_column("scenario")
+    for label in labels:
+        table.add_column(f"{label} R1", justify="right")
+        table.add_column(f"{label} mAP", justify="right")
+    table.add_column("R1 gain", justify="right")
+    for name in SCENARIO_NAMES + (ANY_TIME,):
+        cells = [f"{100 * result[name][key]:.2f}" for result in (before, after) for key in ("rank1", "mAP")]
+        table.add_row(name, *cells, f"{100 * (after[name]['rank1'] - before[name]['rank1']):+.2f}")
+    console.print(table)

@@ -97,3 +97,22 @@ def evaluate_run(run_dir: str | Path, data_root: str | Path | None = None, *, re
         return metrics
     finally:
         distributed.teardown(context)
+
+
+def evaluate_initialisation(run_dir: str | Path, *, registry=None, progress: bool = True) -> dict[str, Any]:
+    """The metrics of a run's model as its training started (same recipe, same seed, no training):
+    the floor a trained model must clear by a wide margin."""
+    from atzoo.registry import load_registry
+
+    run = open_run_dir(run_dir, need=("config.json",))
+    registry = registry or load_registry()
+    context = distributed.setup()
+    try:
+        config = run.config
+        recipe = ResolvedRecipe.from_json(config["recipe"])
+        torch.manual_seed(recipe.train.seed)
+        model = build_model(recipe, config["num_persons"], config["num_clothes"], registry).to(context.device)
+        records = parse_root(config["data_root"])
+        return evaluate_model(model, records, recipe, context, progress=progress)
+    finally:
+        distributed.teardown(context)
