@@ -64,7 +64,7 @@ def synthetic_test_set(queries: int, gallery: int, dim: int, heads: int = 1, see
     labels = {key: np.concatenate(parts) for key, parts in labels.items()}
     n = len(labels["pid"])
     feats = np.empty((n, heads, dim), dtype=np.float32)
-    block = 50_000
+    block = 10_000
     for start in range(0, n, block):
         rows = slice(start, min(start + block, n))
         pid, clothes, modality = labels["pid"][rows], labels["clothes"][rows], (labels["camera"][rows] > 8)

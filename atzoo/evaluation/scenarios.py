@@ -35,13 +35,16 @@ class _Evaluator:
         self.chunk_size = chunk_size
         self.device = device
         self.progress = progress
-        self._heads: dict[int, torch.Tensor] = {}
+        self._head: tuple[int, torch.Tensor] | None = None
 
     def head(self, index: int) -> torch.Tensor:
+        """Output `index` as a contiguous tensor; only the latest one is kept, so a six-output model
+        holds one extra head in memory, not six."""
         key = index if self.data.features.shape[1] > 1 else 0
-        if key not in self._heads:
-            self._heads[key] = torch.from_numpy(np.ascontiguousarray(self.data.head(key))).to(self.device)
-        return self._heads[key]
+        if self._head is None or self._head[0] != key:
+            self._head = None
+            self._head = (key, torch.from_numpy(np.ascontiguousarray(self.data.head(key))).to(self.device))
+        return self._head[1]
 
     def rank(self, head: int, q_rows: np.ndarray, g_rows: np.ndarray, rule: JunkRule, name: str) -> QueryResults:
         features = self.head(head)
