@@ -205,3 +205,70 @@ def test_cli_json_table_and_error(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["eval-features", str(bad)])
     assert exit_info.value.code == 2
+
+
+def labelled_problem(seed, n_query=40, n_gallery=60):
+    rng = np.random.default_rng(seed)
+    feats = torch.nn.functional.normalize(torch.randn(n_query + n_gallery, 8, generator=torch.Generator().manual_seed(seed)),
+                                          dim=1)
+    labels = Labels(rng.integers(0, 4, n_query + n_gallery), rng.integers(0, 2, n_query + n_gallery),
+                    rng.integers(1, 17, n_query + n_gallery))
+    q, g = np.arange(n_query), np.arange(n_query, n_query + n_gallery)
+    return feats[q], feats[g], labels.take(q), labels.take(g)
+
+
+def assert_same_results(got, expected):
+    assert list(got.first_rank) == list(expected.first_rank)
+    assert list(got.ap) == list(expected.ap) and list(got.inp) == list(expected.inp)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, None])
+def test_cases_sharing_one_product_equal_separate_rankings(chunk_size):
+    from atzoo.evaluation.ranking import RankCase, rank_cases
+    qf, gf, ql, gl = labelled_problem(3)
+    cases = [RankCase(JunkRule("sc", "rgb"), slice(0, 15)), RankCase(JunkRule("cc", "ir"), slice(15, 40)),
+             RankCase(JunkRule("sc", "other"), slice(None)), RankCase(JunkRule("cc"), slice(None))]
+    shared = rank_cases(qf, gf, ql, gl, cases, chunk_size=chunk_size)
+    for case, got in zip(cases, shared):
+        rows = np.arange(40)[case.rows]
+        # later cases see the similarities the earlier ones set to -inf restored
+        assert len(got) > 0
+        assert_same_results(got, rank_queries(qf[rows], gf, ql.take(rows), gl, case.rule, chunk_size=chunk_size))
+
+
+def test_cases_must_cover_contiguous_rows():
+    from atzoo.evaluation.ranking import RankCase, rank_cases
+    qf, gf, ql, gl = labelled_problem(1)
+    with pytest.raises(FeaturesError, match="contiguous"):
+        rank_cases(qf, gf, ql, gl, [RankCase(JunkRule("sc"), slice(0, 10, 2))])
+
+
+def test_ranking_passes_run_single_threaded_and_restore_the_thread_count(monkeypatch):
+    import atzoo.evaluation.ranking as ranking
+    seen = []
+    original = ranking._chunk_results
+    monkeypatch.setattr(ranking, "_chunk_results", lambda *args: seen.append(torch.get_num_threads()) or original(*args))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rank_queries(*labelled_problem(2)[:4], JunkRule("sc"), chunk_size=9)
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_mixed_test_computes_one_product_per_term(monkeypatch):
+    import atzoo.evaluation.scenarios as scenarios
+    calls = []
+    original = scenarios.rank_cases
+    monkeypatch.setattr(scenarios, "rank_cases", lambda *args, **kw: calls.append(len(args[4])) or original(*args, **kw))
+    problem = random_problem(1, 6)
+    evaluate_features(*problem, mixed=False)
+    scenario_calls = len(calls)
+    calls.clear()
+    result = evaluate_features(*problem)
+    assert calls[scenario_calls:] == [3, 3]  # ST and LT: DT, NT and AD cases share each product
+    expected = flatten(evaluate_features_reference(*problem))
+    for key, value in flatten(result).items():
+        assert value == pytest.approx(expected[key], abs=1e-9), key

@@ -19,7 +19,7 @@ from atzoo.data.layout import parse_root
 from atzoo.data.sets import build_train_set, require_test_sets
 from atzoo.data.synthetic import (MANIFEST_NAME, TINY, DestinationError, SynthConfig, SynthConfigError,
                                   contact_sheet, generate, plan_clips, with_overrides)
-from atzoo.protocol import GALLERY_FLAGS, IR, QUERY_FLAGS, RGB, SCENARIOS, TRAIN_FLAG, UNUSED_TEST_FLAG, VAL_FLAG
+from atzoo.protocol import GALLERY_FLAGS, IR, QUERY_FLAGS, RGB, SCENARIOS, UNUSED_TEST_FLAG, VAL_FLAG
 
 SMALL = with_overrides(TINY, ids=4)
 

@@ -10,21 +10,7 @@ from typing import Any, Iterator
 
 import click
 
-from atzoo.errors import AtzooError
-
-
-class UserError(click.ClickException):
-    """An `AtzooError` shown as one line, exit status 2, also when the group is invoked directly."""
-
-    exit_code = 2
-
-
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    try:
-        yield
-    except AtzooError as error:
-        raise UserError(str(error)) from None
+from atzoo.cli.output import user_errors
 
 
 @contextlib.contextmanager
@@ -56,7 +42,7 @@ def summary(root: Path, as_json: bool, skip_bad_names: bool) -> None:
     from atzoo.data.layout import parse_root
     from atzoo.data.summary import summarize
 
-    with _user_errors(), _warnings_to_stderr():
+    with user_errors(), _warnings_to_stderr():
         records = parse_root(root, skip_bad_names=skip_bad_names, progress=not as_json)
     result = summarize(records)
     if as_json:

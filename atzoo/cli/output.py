@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 import click
+
+from atzoo.errors import AtzooError
 
 PIPE_WIDTH = 120
 
@@ -27,3 +30,18 @@ def print_metrics(metrics: dict[str, Any], as_json: bool) -> None:
         click.echo(json.dumps(metrics, indent=2))
     else:
         print_results(metrics, console())
+
+
+class UserError(click.ClickException):
+    """An `AtzooError` shown as one line with exit status 2, also when a sub-command group is invoked
+    on its own (as in tests), not through `atzoo.cli.main.main`."""
+
+    exit_code = 2
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    try:
+        yield
+    except AtzooError as error:
+        raise UserError(str(error)) from None

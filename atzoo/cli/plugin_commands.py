@@ -5,33 +5,19 @@ None of these imports torch or timm: they read the registry's item descriptions 
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import fields, is_dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import click
 
+from atzoo.cli.output import user_errors
 from atzoo.errors import AtzooError
 from atzoo.registry import KINDS, Entry, Registry, load_registry
 
 
-class UserError(click.ClickException):
-    """An `AtzooError` (a failed plugin in strict mode, an unknown name) shown as one line, exit 2."""
-
-    exit_code = 2
-
-
-@contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    try:
-        yield
-    except AtzooError as error:
-        raise UserError(str(error)) from None
-
-
 def _registry() -> Registry:
-    with _user_errors():
+    with user_errors():
         return load_registry()
 
 
@@ -105,7 +91,7 @@ def list_items(kind: str, pattern: str | None, as_json: bool) -> None:
     wildcard PATTERN such as 'resnet*'. Names are short unless two plugins share one."""
     registry = _registry()
     names = registry.names(kind, pattern)
-    with _user_errors():
+    with user_errors():
         entries = {name: registry.get(kind, name) for name in names}
     if as_json:
         _echo_json([{"name": name, **_provider(entry), "description": entry.item.description}
@@ -212,7 +198,7 @@ def describe(kind: str, name: str, as_json: bool) -> None:
     """Show one registered item: its provider, defaults, inputs, sampler and, for a method, the
     resolved recipe (backbone, losses and every training setting)."""
     registry = _registry()
-    with _user_errors():
+    with user_errors():
         data = describe_entry(registry.get(kind, name), registry)
     if as_json:
         _echo_json(data)

@@ -14,12 +14,15 @@ product plus a few linear passes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from atzoo.errors import FeaturesError
 from atzoo.evaluation.metrics import QueryResults
 
 CHUNK_ELEMENTS = 1 << 23
@@ -180,34 +183,90 @@ def _same_person_pairs(index: SamePersonIndex, query: Labels, gallery: Labels, r
     return np.where(present, same, 0), present, junk
 
 
-def rank_queries(query_features: torch.Tensor, gallery_features: torch.Tensor, query: Labels, gallery: Labels,
-                 rule: JunkRule, *, chunk_size: int | None = None, progress: bool = False,
-                 description: str = "") -> QueryResults:
-    """Per-query results of ranking every query against the whole gallery (features on one device,
-    L2-normalised). Only same-person items can be removed, by `rule`.
+@contextmanager
+def _single_threaded(device: torch.device) -> Iterator[None]:
+    """Run the ranking passes on one CPU thread. Each is a single linear pass of a few milliseconds,
+    so a second thread gains little, and on a loaded machine every parallel op waits for a
+    descheduled worker (measured: 272 ms per block on two threads against 16 ms on one)."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@dataclass(frozen=True)
+class RankCase:
+    """One ranking sharing a similarity product with others: the contiguous query rows it covers
+    and the rule that removes its invalid same-person targets."""
+
+    rule: JunkRule
+    rows: slice
+
+
+def _case_results(similarity: torch.Tensor, index: SamePersonIndex, query: Labels, gallery: Labels,
+                  rule: JunkRule, rows: np.ndarray) -> QueryResults:
+    """Results of the query rows `rows` whose similarities are `similarity`. Junk items are set to
+    -inf for the count and then restored, so other cases can reuse the same block."""
+    device = similarity.device
+    matches, present, junk = _same_person_pairs(index, query, gallery, rule, rows)
+    saved = None
+    if junk.any():
+        junk_rows, junk_slots = np.nonzero(junk)
+        saved = (torch.from_numpy(junk_rows).to(device), torch.from_numpy(matches[junk_rows, junk_slots]).to(device))
+        saved += (similarity[saved],)
+        similarity[saved[:2]] = -torch.inf
+    valid = torch.from_numpy(present & ~junk).to(device)
+    results = _chunk_results(similarity, torch.from_numpy(matches).to(device), valid)
+    if saved is not None:
+        similarity[saved[:2]] = saved[2]
+    return results
+
+
+def rank_cases(query_features: torch.Tensor, gallery_features: torch.Tensor, query: Labels, gallery: Labels,
+               cases: Sequence[RankCase], *, chunk_size: int | None = None, progress: bool = False,
+               description: str = "") -> list[QueryResults]:
+    """Per-query results of several rankings against one gallery that share their similarity
+    products: each chunk of queries is multiplied once, and every case ranks the part of the
+    chunk that falls in its rows (a view, no copy). Features on one device, L2-normalised.
 
     One similarity block is allocated and reused for every chunk: the matrix product writes into
     a contiguous buffer (a strided output makes it markedly slower); the bucket search adds a few
     temporaries of the block's size at most."""
     n_query, n_gallery = query_features.shape[0], gallery_features.shape[0]
+    if any(case.rows.step not in (None, 1) for case in cases):
+        raise FeaturesError("every case's query rows must be a contiguous slice (step 1)")
+    parts: list[list[QueryResults]] = [[] for _ in cases]
+    spans = [range(n_query)[case.rows] for case in cases]
     if n_query == 0 or n_gallery == 0:
-        return QueryResults.empty()
+        return [QueryResults.empty() for _ in cases]
     device = query_features.device
     chunk_size = min(chunk_size or default_chunk_size(n_gallery), max_chunk_size(n_gallery), n_query)
     index = SamePersonIndex(gallery.person)
     gallery_t = gallery_features.T
     block = torch.empty((chunk_size, n_gallery), dtype=query_features.dtype, device=device)
-    parts = []
     for start in tqdm(range(0, n_query, chunk_size), desc=description, disable=not progress, leave=False,
                       dynamic_ncols=True):
-        rows = np.arange(start, min(start + chunk_size, n_query))
-        matches, present, junk = _same_person_pairs(index, query, gallery, rule, rows)
-        similarity = block[:len(rows)]
-        torch.matmul(query_features[start:start + len(rows)], gallery_t, out=similarity)
-        if junk.any():
-            junk_rows, junk_slots = np.nonzero(junk)
-            similarity[torch.from_numpy(junk_rows).to(device),
-                       torch.from_numpy(matches[junk_rows, junk_slots]).to(device)] = -torch.inf
-        valid = torch.from_numpy(present & ~junk).to(device)
-        parts.append(_chunk_results(similarity, torch.from_numpy(matches).to(device), valid))
-    return QueryResults.concat(parts)
+        stop = min(start + chunk_size, n_query)
+        similarity = block[:stop - start]
+        torch.mm(query_features[start:stop], gallery_t, out=similarity)
+        with _single_threaded(device):
+            for case, span, case_parts in zip(cases, spans, parts):
+                low, high = max(start, span.start), min(stop, span.stop)
+                if low < high:
+                    case_parts.append(_case_results(similarity[low - start:high - start], index, query, gallery,
+                                                    case.rule, np.arange(low, high)))
+    return [QueryResults.concat(case_parts) for case_parts in parts]
+
+
+def rank_queries(query_features: torch.Tensor, gallery_features: torch.Tensor, query: Labels, gallery: Labels,
+                 rule: JunkRule, *, chunk_size: int | None = None, progress: bool = False,
+                 description: str = "") -> QueryResults:
+    """Per-query results of ranking every query against the whole gallery (features on one device,
+    L2-normalised). Only same-person items can be removed, by `rule`."""
+    return rank_cases(query_features, gallery_features, query, gallery, [RankCase(rule, slice(None))],
+                      chunk_size=chunk_size, progress=progress, description=description)[0]

@@ -10,9 +10,9 @@ import torch
 from atzoo.errors import FeaturesError
 from atzoo.evaluation.inputs import TestData, prepare
 from atzoo.evaluation.metrics import QueryResults, mean_of, summarize
-from atzoo.evaluation.ranking import JunkRule, Labels, rank_queries
+from atzoo.evaluation.ranking import JunkRule, Labels, RankCase, rank_cases
 from atzoo.protocol import (ANY_TIME, GALLERY_FLAGS, IR, MIXED_TEST_HEAD, PROTOCOL_VERSION, QUERY_FLAGS, RGB,
-                            SCENARIOS, Scenario)
+                            SCENARIOS, QueryGalleryPair, Scenario)
 
 MIXED_GROUPS = {
     "Daytime": ("DT-ST", "DT-LT"),
@@ -35,24 +35,21 @@ class _Evaluator:
         self.chunk_size = chunk_size
         self.device = device
         self.progress = progress
-        self._head: tuple[int, torch.Tensor] | None = None
 
-    def head(self, index: int) -> torch.Tensor:
-        """Output `index` as a contiguous tensor; only the latest one is kept, so a six-output model
-        holds one extra head in memory, not six."""
-        key = index if self.data.features.shape[1] > 1 else 0
-        if self._head is None or self._head[0] != key:
-            self._head = None
-            self._head = (key, torch.from_numpy(np.ascontiguousarray(self.data.head(key))).to(self.device))
-        return self._head[1]
+    def _features(self, head: int, rows: np.ndarray) -> torch.Tensor:
+        """Output `head` of `rows`, gathered straight into one contiguous array (no copy of the whole
+        output first)."""
+        key = head if self.data.features.shape[1] > 1 else 0
+        return torch.from_numpy(self.data.features[rows, key]).to(self.device)
+
+    def rank_shared(self, head: int, q_rows: np.ndarray, g_rows: np.ndarray, cases: list[RankCase], name: str
+                    ) -> list[QueryResults]:
+        return rank_cases(self._features(head, q_rows), self._features(head, g_rows), self.labels.take(q_rows),
+                          self.labels.take(g_rows), cases, chunk_size=self.chunk_size, progress=self.progress,
+                          description=name)
 
     def rank(self, head: int, q_rows: np.ndarray, g_rows: np.ndarray, rule: JunkRule, name: str) -> QueryResults:
-        features = self.head(head)
-        q_index = torch.from_numpy(q_rows).to(self.device)
-        g_index = torch.from_numpy(g_rows).to(self.device)
-        return rank_queries(features[q_index], features[g_index], self.labels.take(q_rows),
-                            self.labels.take(g_rows), rule, chunk_size=self.chunk_size, progress=self.progress,
-                            description=name)
+        return self.rank_shared(head, q_rows, g_rows, [RankCase(rule, slice(None))], name)[0]
 
     def _with_modality(self, rows: np.ndarray, modality: int) -> np.ndarray:
         return rows[self.data.modality[rows] == modality]
@@ -70,16 +67,40 @@ class _Evaluator:
                                    self._with_modality(gallery, gallery_modality), rule, scenario.name))
         return QueryResults.concat(parts)
 
-    def mixed_case(self, scenario: Scenario) -> QueryResults:
-        """Queries of the scenario (of the modality it allows) against the whole all-day gallery of its
-        term; only invalid same-person targets are removed."""
+    def _mixed_queries(self, scenario: Scenario) -> np.ndarray:
         queries = self.data.rows(QUERY_FLAGS[scenario.name])
         if scenario.modality != "cm":
             queries = self._with_modality(queries, QUERY_MODALITIES[scenario.modality][0])
-        gallery = self.data.rows(scenario.pair.gallery_flags)
-        keep = {"vm": "rgb", "im": "ir", "cm": "other"}[scenario.modality]
-        return self.rank(MIXED_TEST_HEAD, queries, gallery, JunkRule(scenario.clothes, keep),
-                         f"mixed {scenario.name}")
+        return queries
+
+    def mixed_term(self, pair: QueryGalleryPair) -> dict[str, QueryResults]:
+        """The three mixed cases of one term. The DT and NT queries are disjoint parts of the AD
+        queries, ranked against the same all-day gallery with the same output, so the queries are
+        ordered DT, NT, then the rest, and each chunk's product is computed once for all three
+        cases. Only invalid same-person targets are removed."""
+        term = [s for s in SCENARIOS if s.pair == pair]
+        single = [s for s in term if s.modality != "cm"]
+        parts = [self._mixed_queries(s) for s in single]
+        queries = self._mixed_queries(next(s for s in term if s.modality == "cm"))
+        rest = np.setdiff1d(queries, np.concatenate(parts), assume_unique=True)
+        ordered = np.concatenate(parts + [rest])
+        if len(ordered) != len(queries):
+            raise FeaturesError(f"the daytime and nighttime queries of term {pair.name} must be disjoint "
+                                "parts of its all-day queries")
+        bounds = np.cumsum([0] + [len(p) for p in parts])
+        keep = {"vm": "rgb", "im": "ir", "cm": "other"}
+        cases = [RankCase(JunkRule(s.clothes, keep[s.modality]),
+                          slice(int(bounds[single.index(s)]), int(bounds[single.index(s) + 1]))
+                          if s in single else slice(None)) for s in term]
+        results = self.rank_shared(MIXED_TEST_HEAD, ordered, self.data.rows(pair.gallery_flags), cases,
+                                   f"mixed {pair.name}")
+        return {s.name: result for s, result in zip(term, results)}
+
+    def mixed(self) -> dict[str, QueryResults]:
+        results: dict[str, QueryResults] = {}
+        for pair in dict.fromkeys(s.pair for s in SCENARIOS):
+            results.update(self.mixed_term(pair))
+        return {s.name: results[s.name] for s in SCENARIOS}
 
 
 def _require_queries(results: QueryResults, what: str) -> None:
@@ -122,5 +143,5 @@ def evaluate_features(features: Any, person: Any, clothes: Any, camera: Any, fla
     evaluator = _Evaluator(data, chunk_size, torch.device(device or "cpu"), progress)
     with torch.inference_mode():
         scenario_results = {s.name: evaluator.scenario(s) for s in SCENARIOS}
-        mixed_results = {s.name: evaluator.mixed_case(s) for s in SCENARIOS} if mixed else None
+        mixed_results = evaluator.mixed() if mixed else None
     return assemble(scenario_results, mixed_results)
