@@ -17,6 +17,7 @@ seconds per query-gallery pair (the table says which), and metrics are checked t
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import time
@@ -42,6 +43,11 @@ STYLES = {"official": True, "vectorised": False}
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (ru_maxrss is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load average: other jobs on the machine slow both timings."""
+    return "load average " + ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def synthetic_test_set(queries: int, gallery: int, dim: int, heads: int = 1, seed: int = 0):
@@ -132,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = {} if args.skip_reference else parse_reference_plan(args.reference_scenarios)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.queries} queries x "
-          f"{args.gallery} gallery per pair, dim {args.dim}, {args.heads} head(s)", flush=True)
+          f"{args.gallery} gallery per pair, dim {args.dim}, {args.heads} head(s); {load_average()}", flush=True)
 
     feats, labels = synthetic_test_set(args.queries, args.gallery, args.dim, args.heads)
     label_arrays = (labels["pid"], labels["clothes"], labels["camera"], labels["flag"])
@@ -155,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fast, six scenarios + mixed test: {time.perf_counter() - start:.1f} s, "
               f"peak RSS {peak_rss_mb():.0f} MB", flush=True)
     if not plan:
+        print(load_average())
         return 0
 
     data = prepare(feats, *label_arrays)
@@ -169,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:28}{seconds:>10.1f}{seconds / fast_seconds:>9.1f}x   ({note}; speed-up of the fast path)")
     print(f"{'fast, six scenarios':28}{fast_seconds:>10.1f}{'':>10}   peak RSS {fast_rss:.0f} MB "
           f"(+{fast_rss - rss_before:.0f} MB over the data); whole process peak {peak_rss_mb():.0f} MB")
+    print(load_average())
     print(f"metrics agree within {TOLERANCE:g}" if not mismatches else f"METRICS DIFFER: {', '.join(mismatches)}")
     return 0 if not mismatches else 1
 

@@ -133,4 +133,5 @@ def test_baseline_is_sized_for_a_cpu_quickstart():
     assert method.backbone == "builtins:tiny_cnn" and method.neck == "bnneck" and method.heads == ("person",)
     assert method.train["image_size"] == [128, 64]
     assert method.train["num_instances"] >= 2
-    assert method.train["epochs"] * method.train["iters_per_epoch"] <= 1000
+    assert method.train["epochs"] * method.train["iters_per_epoch"] * method.train["num_persons"] * \
+        method.train["num_instances"] <= 64_000

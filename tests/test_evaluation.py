@@ -209,8 +209,8 @@ def test_cli_json_table_and_error(tmp_path):
 
 def labelled_problem(seed, n_query=40, n_gallery=60):
     rng = np.random.default_rng(seed)
-    feats = torch.nn.functional.normalize(torch.randn(n_query + n_gallery, 8, generator=torch.Generator().manual_seed(seed)),
-                                          dim=1)
+    generator = torch.Generator().manual_seed(seed)
+    feats = torch.nn.functional.normalize(torch.randn(n_query + n_gallery, 8, generator=generator), dim=1)
     labels = Labels(rng.integers(0, 4, n_query + n_gallery), rng.integers(0, 2, n_query + n_gallery),
                     rng.integers(1, 17, n_query + n_gallery))
     q, g = np.arange(n_query), np.arange(n_query, n_query + n_gallery)
@@ -247,7 +247,8 @@ def test_ranking_passes_run_single_threaded_and_restore_the_thread_count(monkeyp
     import atzoo.evaluation.ranking as ranking
     seen = []
     original = ranking._chunk_results
-    monkeypatch.setattr(ranking, "_chunk_results", lambda *args: seen.append(torch.get_num_threads()) or original(*args))
+    monkeypatch.setattr(ranking, "_chunk_results",
+                        lambda *args: seen.append(torch.get_num_threads()) or original(*args))
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -262,7 +263,8 @@ def test_mixed_test_computes_one_product_per_term(monkeypatch):
     import atzoo.evaluation.scenarios as scenarios
     calls = []
     original = scenarios.rank_cases
-    monkeypatch.setattr(scenarios, "rank_cases", lambda *args, **kw: calls.append(len(args[4])) or original(*args, **kw))
+    monkeypatch.setattr(scenarios, "rank_cases",
+                        lambda *args, **kw: calls.append(len(args[4])) or original(*args, **kw))
     problem = random_problem(1, 6)
     evaluate_features(*problem, mixed=False)
     scenario_calls = len(calls)
@@ -272,3 +274,28 @@ def test_mixed_test_computes_one_product_per_term(monkeypatch):
     expected = flatten(evaluate_features_reference(*problem))
     for key, value in flatten(result).items():
         assert value == pytest.approx(expected[key], abs=1e-9), key
+
+
+def test_default_chunk_size_keeps_blocks_bounded_and_large_enough():
+    from atzoo.evaluation.ranking import default_chunk_size
+    assert default_chunk_size(5_000) * 5_000 <= 1 << 24
+    assert default_chunk_size(100_000) == 512  # a 256 MB block rather than 167 rows
+    assert default_chunk_size(1_000_000) * 1_000_000 <= 1 << 26
+    assert default_chunk_size(0) == 4096
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_feature_in_an_ignored_row_is_still_rejected(bad):
+    feats, pid, clothes, camera, flag = random_problem(1, 1)
+    flag[0] = 0
+    feats[0, 3] = bad
+    with pytest.raises(FeaturesError, match="NaN or infinite"):
+        evaluate_features(feats, pid, clothes, camera, flag)
+
+
+def test_huge_finite_features_are_not_mistaken_for_infinite():
+    from atzoo.evaluation.inputs import _all_finite
+    huge = np.full((3, 1, 4), 1e20, dtype=np.float32)  # squared norms overflow float32, values are finite
+    assert _all_finite(huge)
+    huge[1, 0, 2] = np.inf
+    assert not _all_finite(huge)

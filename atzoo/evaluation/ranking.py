@@ -9,7 +9,8 @@ similarity, earlier gallery index first), and one `searchsorted` among the true 
 keys gives its bucket. Many candidates: one batched `searchsorted` of the whole block among each
 row's sorted true-match similarities does, and only exact ties with a true match take the key
 path. Either way ties are broken by gallery order. Memory is one chunk's block; time is the
-product plus a few linear passes.
+product (on every thread) plus a few linear passes (on one thread). Several rankings of parts of
+the same queries against the same gallery (`rank_cases`) share each chunk's product.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from tqdm.auto import tqdm
 from atzoo.errors import FeaturesError
 from atzoo.evaluation.metrics import QueryResults
 
-CHUNK_ELEMENTS = 1 << 23
-"""Default similarity-block size (elements): about 100 MB of working memory per chunk."""
+CHUNK_ELEMENTS = 1 << 24
+"""Default similarity-block size (elements, 64 MB of float32): large blocks keep the matrix product
+near its best throughput (measured on a 5k x 5k product: 1,024-row blocks 20% and 1,677-row
+blocks 8% slower than 5,000-row ones)."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +73,17 @@ class JunkRule:
         return junk
 
 
+LARGE_GALLERY_ELEMENTS = 1 << 26
+"""Block size allowed (256 MB) to keep at least `MIN_CHUNK_ROWS` rows for a very large gallery."""
+MIN_CHUNK_ROWS = 512
+"""Below about 512 rows per block the product streams the whole gallery for too few queries (a
+5k x 5k product with 256-row blocks took 1.9 times as long as with 5,000-row ones)."""
+
+
 def default_chunk_size(gallery_size: int) -> int:
-    return int(min(4096, max(16, CHUNK_ELEMENTS // max(gallery_size, 1))))
+    gallery_size = max(gallery_size, 1)
+    rows = max(CHUNK_ELEMENTS // gallery_size, min(MIN_CHUNK_ROWS, LARGE_GALLERY_ELEMENTS // gallery_size))
+    return int(min(4096, max(16, rows)))
 
 
 def max_chunk_size(gallery_size: int) -> int:
@@ -134,10 +146,11 @@ def _dense_histogram(similarity: torch.Tensor, matches: torch.Tensor, valid: tor
     c, width = matches.shape
     match_values = torch.where(valid, similarity.gather(1, matches), torch.inf).sort(1).values
     bucket = torch.searchsorted(match_values, similarity, out_int32=True)
-    tied = similarity == match_values.gather(1, bucket.clamp(max=width - 1).long())
-    bucket.masked_fill_(tied, 0)
-    row_offset = torch.arange(0, c * (width + 1), width + 1, device=similarity.device, dtype=torch.int32)
-    bucket += row_offset[:, None]
+    row_offset = torch.arange(0, c * (width + 1), width + 1, device=similarity.device, dtype=torch.int32)[:, None]
+    bucket += row_offset  # the histogram bin; also the bucket's value in the table padded with +inf below
+    padded = torch.cat([match_values, match_values.new_full((c, 1), torch.inf)], 1).view(-1)
+    tied = similarity == padded.index_select(0, bucket.view(-1)).view_as(similarity)
+    torch.where(tied, row_offset, bucket, out=bucket)  # counted by the key path instead; bin 0 adds no rank
     histogram = torch.bincount(bucket.view(-1), minlength=c * (width + 1)).view(c, width + 1)
     return histogram + _sparse_histogram(similarity, matches, valid, tied)
 

@@ -135,7 +135,7 @@ def evaluate_features(features: Any, person: Any, clothes: Any, camera: Any, fla
 
     `features`: (N, D) or (N, 6, D), numpy or torch; the labels: int arrays of length N. Rows whose
     flag is not 2-10 are ignored. `chunk_size`: queries per similarity block (default: a block of
-    about 8M similarities). `device`: where to compute (default CPU).
+    about 16M similarities, 64 MB). `device`: where to compute (default CPU).
     """
     if chunk_size is not None and chunk_size < 1:
         raise FeaturesError(f"chunk_size must be at least 1, got {chunk_size}")
