@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--heads", type=int, choices=(1, 6), default=6, help="model outputs")
     parser.add_argument("--chunk-size", type=int, default=None)
+    parser.add_argument("--device", default=None, help="torch device of the fast path (e.g. cuda); default CPU")
     parser.add_argument("--mixed", action="store_true", help="also time the mixed test (fast path)")
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--reference-scenarios", default="vectorised=all,official=AD-ST",
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"features ready: {feats.nbytes / 2**20:.0f} MB, peak RSS so far {rss_before:.0f} MB", flush=True)
 
     start = time.perf_counter()
-    fast = evaluate_features(feats, *label_arrays, chunk_size=args.chunk_size, mixed=False, progress=True)
+    fast = evaluate_features(feats, *label_arrays, chunk_size=args.chunk_size, device=args.device, mixed=False,
+                             progress=True)
     fast_seconds = time.perf_counter() - start
     fast_rss = peak_rss_mb()
     print(f"fast, six scenarios: {fast_seconds:.1f} s, peak RSS {fast_rss:.0f} MB "
@@ -157,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
               f"mINP {100 * row['mINP']:.2f}")
     if args.mixed:
         start = time.perf_counter()
-        evaluate_features(feats, *label_arrays, chunk_size=args.chunk_size, mixed=True, progress=True)
+        evaluate_features(feats, *label_arrays, chunk_size=args.chunk_size, device=args.device, mixed=True,
+                          progress=True)
         print(f"fast, six scenarios + mixed test: {time.perf_counter() - start:.1f} s, "
               f"peak RSS {peak_rss_mb():.0f} MB", flush=True)
     if not plan:
