@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 PROTOCOL_VERSION = "1.0"
 
 RGB = 1
@@ -27,6 +29,11 @@ def modality_of_camera(camera: int) -> int:
     if camera not in CAMERAS:
         raise ValueError(f"camera {camera} is outside 1-16")
     return RGB if camera <= 8 else IR
+
+
+def modalities_of_cameras(cameras: np.ndarray) -> np.ndarray:
+    """`modality_of_camera` for an array of cameras (assumed already checked to be in 1-16)."""
+    return np.where(np.asarray(cameras) <= RGB_CAMERAS[-1], RGB, IR).astype(np.int64)
 
 
 @dataclass(frozen=True)

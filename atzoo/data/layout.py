@@ -12,7 +12,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from atzoo.errors import DataError
-from atzoo.protocol import CAMERAS, FLAGS, IR, RGB
+from atzoo.protocol import CAMERAS, FLAGS, modalities_of_cameras
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 FOLDER_PATTERN = re.compile(r"^p(\d+)-d(\d+)-c(\d+)$")
@@ -139,7 +139,7 @@ def parse_root(root: str | os.PathLike, *, skip_bad_names: bool = False, progres
         date=np.asarray(columns["date"], dtype=np.int64),
         clothes=np.asarray(columns["clothes"], dtype=np.int64),
         camera=camera,
-        modality=np.where(camera <= 8, RGB, IR).astype(np.int64),
+        modality=modalities_of_cameras(camera),
         flag=np.asarray(columns["flag"], dtype=np.int64),
         frame=np.asarray(columns["frame"], dtype=np.int64),
     )

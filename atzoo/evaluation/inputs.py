@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from atzoo.errors import FeaturesError
-from atzoo.protocol import CAMERAS, FLAGS, SCENARIOS
+from atzoo.protocol import CAMERAS, FLAGS, SCENARIOS, modalities_of_cameras
 
 NUM_HEADS = len(SCENARIOS)
 TEST_FLAGS = tuple(range(2, 11))
@@ -30,7 +30,7 @@ class TestData:
 
     @property
     def modality(self) -> np.ndarray:
-        return np.where(self.camera <= 8, 1, 2)
+        return modalities_of_cameras(self.camera)
 
     def head(self, index: int) -> np.ndarray:
         """Features of output `index` (a one-output model uses its only output everywhere)."""

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from atzoo.errors import FeaturesError
 from atzoo.evaluation.metrics import QueryResults
+from atzoo.protocol import modalities_of_cameras
 
 CHUNK_ELEMENTS = 1 << 24
 """Default similarity-block size (elements, 64 MB of float32): large blocks keep the matrix product
@@ -40,7 +41,7 @@ class Labels:
 
     @property
     def modality(self) -> np.ndarray:
-        return np.where(self.camera <= 8, 1, 2)
+        return modalities_of_cameras(self.camera)
 
     def take(self, rows: np.ndarray) -> Labels:
         return Labels(self.person[rows], self.clothes[rows], self.camera[rows])
