@@ -25,6 +25,8 @@ _LAZY = {
     "get_method": "atzoo.registry",
     "load_registry": "atzoo.registry",
     "hookimpl": "atzoo.plugin",
+    "load": "atzoo.package",
+    "create_model": "atzoo.zoo",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -20,3 +20,15 @@ class FeaturesError(AtzooError):
 
 class PluginError(AtzooError):
     """A plugin failed to load or registered an invalid item, and strict mode is on."""
+
+
+class PackageError(AtzooError):
+    """A model package (weights + config) is missing, damaged, unsafe, or names what is not installed."""
+
+
+class HubError(AtzooError):
+    """A push to or pull from the Hugging Face Hub failed: bad repo id, checksum mismatch, not cached."""
+
+
+class UploadBlockedError(HubError):
+    """The upload guard found files that must never leave the machine; nothing was sent."""

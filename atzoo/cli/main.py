@@ -22,6 +22,11 @@ COMMANDS = {
     "train": "atzoo.cli.run_commands:train",
     "evaluate": "atzoo.cli.run_commands:evaluate",
     "quickstart": "atzoo.cli.run_commands:quickstart",
+    "export": "atzoo.cli.weights_commands:export",
+    "push": "atzoo.cli.weights_commands:push",
+    "pull": "atzoo.cli.weights_commands:pull",
+    "embed": "atzoo.cli.weights_commands:embed",
+    "zoo": "atzoo.cli.weights_commands:zoo",
 }
 
 COMMAND_HELP = {
@@ -34,6 +39,11 @@ COMMAND_HELP = {
     "train": "Train a registered method with the shared runner.",
     "evaluate": "Evaluate a run directory on the six scenarios.",
     "quickstart": "Generate synthetic data, train the baseline on CPU, evaluate.",
+    "export": "Package a run's weights, config, results and model card.",
+    "push": "Upload a model package to the Hugging Face Hub (guarded).",
+    "pull": "Download a model package at a pinned revision, checking its sha256.",
+    "embed": "Embed your own images with a model into a features file.",
+    "zoo": "Pretrained weights registered by the plugins.",
 }
 
 

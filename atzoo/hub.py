@@ -1,0 +1,263 @@
+"""Weights on the Hugging Face Hub: push through an upload guard, pull with a pinned revision and
+a checked sha256, offline from the local cache when ``HF_HUB_OFFLINE=1``.
+
+The AT-USTC licence forbids sharing any part of the dataset. The guard therefore scans a folder
+before anything is sent: only the model package's four files may go; an image, an archive, an
+array dump, anything named like an AT-USTC file or folder, or any other file stops the push.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atzoo.errors import HubError, UploadBlockedError
+from atzoo.package import CARD, CONFIG, PACKAGE_FILES, RESULTS, WEIGHTS, read_package
+
+ALLOWED_FILES = PACKAGE_FILES
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst", ".lz4")
+ARRAY_SUFFIXES = (".npy", ".npz", ".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".h5", ".hdf5",
+                  ".parquet", ".arrow", ".feather", ".mat", ".lmdb", ".mdb", ".tfrecord", ".csv", ".tsv",
+                  ".jsonl")
+ATUSTC_NAMES = (re.compile(r"p\d+-d\d+-c\d+", re.IGNORECASE), re.compile(r"cam\d+-f\d+-\d+", re.IGNORECASE))
+REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+TEXT_FILES = (CONFIG, RESULTS, CARD)
+
+
+@dataclass(frozen=True)
+class Offender:
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class UploadPlan:
+    """What a push sends: the allow-listed files with their sizes, and the weights' sha256."""
+
+    repo_id: str
+    revision: str | None
+    folder: Path
+    files: tuple[tuple[str, int], ...]
+    weights_sha256: str
+
+    def describe(self) -> str:
+        lines = [f"repo {self.repo_id} @ {self.revision or 'main'}, from {self.folder}:"]
+        lines += [f"  {name}  {size} bytes" for name, size in self.files]
+        lines.append(f"  sha256({WEIGHTS}) = {self.weights_sha256}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class PullResult:
+    path: Path
+    repo_id: str
+    revision: str
+    sha256: str
+    verified_against: str = ""
+    files: tuple[str, ...] = field(default_factory=tuple)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# the guard
+
+
+def _name_offence(relative: str) -> str:
+    for pattern in ATUSTC_NAMES:
+        if pattern.search(relative):
+            return "named like an AT-USTC file or folder"
+    suffixes = [s.lower() for s in Path(relative).suffixes]
+    for suffix in suffixes:
+        if suffix in IMAGE_SUFFIXES:
+            return "an image"
+        if suffix in ARCHIVE_SUFFIXES:
+            return "an archive"
+        if suffix in ARRAY_SUFFIXES:
+            return "an array or pickle dump"
+    return ""
+
+
+def _text_offence(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return "not valid UTF-8 text"
+    for pattern in ATUSTC_NAMES:
+        match = pattern.search(text)
+        if match:
+            return f"mentions an AT-USTC file name ({match.group(0)!r})"
+    return ""
+
+
+def scan_folder(folder: str | os.PathLike) -> list[Offender]:
+    """Every entry of `folder` that must not be uploaded, with the reason; empty when it is clean."""
+    folder = Path(folder)
+    offenders = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        for name in sorted(dirnames) + sorted(filenames):
+            path = Path(dirpath) / name
+            relative = path.relative_to(folder).as_posix()
+            offence = _name_offence(relative)
+            if not offence and path.is_symlink():
+                offence = "a link"
+            elif not offence and path.is_dir():
+                offence = "a folder (a package is four files, no folders)"
+            elif not offence and relative not in ALLOWED_FILES:
+                offence = f"not in the allow-list ({', '.join(ALLOWED_FILES)})"
+            elif not offence and relative in TEXT_FILES:
+                offence = _text_offence(path)
+            if offence:
+                offenders.append(Offender(relative, offence))
+    return offenders
+
+
+def guard(folder: str | os.PathLike) -> None:
+    """Raise `UploadBlockedError` listing every offender in `folder` (see `scan_folder`)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise HubError(f"{folder} is not a folder; push a package made by `atzoo export`")
+    offenders = scan_folder(folder)
+    if offenders:
+        listed = "\n  ".join(str(o) for o in offenders)
+        raise UploadBlockedError(f"upload blocked: {folder} holds {len(offenders)} file(s) that may not be "
+                                 f"uploaded (the AT-USTC licence forbids sharing any part of the dataset; only "
+                                 f"{', '.join(ALLOWED_FILES)} may go):\n  {listed}")
+    if not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
+        raise HubError(f"{folder} lacks {WEIGHTS} or {CONFIG}; push a package made by `atzoo export`")
+
+
+# ---------------------------------------------------------------------------------------------
+# repo ids
+
+
+def parse_repo_ref(ref: str, revision: str | None = None) -> tuple[str, str | None]:
+    """``ORG/NAME[@REVISION]`` -> (repo id, revision); an explicit `revision` must agree."""
+    repo_id, sep, ref_revision = str(ref).partition("@")
+    if sep and not ref_revision:
+        raise HubError(f"repo reference {ref!r} has an empty revision after '@'")
+    if not REPO_ID.fullmatch(repo_id) or "--" in repo_id or ".." in repo_id or repo_id.endswith((".", "-")):
+        raise HubError(f"{repo_id!r} is not a Hub repo id: expected ORG/NAME (letters, digits, '-', '_', '.'), "
+                       f"optionally @REVISION")
+    if sep and revision and revision != ref_revision:
+        raise HubError(f"{ref!r} pins revision {ref_revision!r} but --revision says {revision!r}")
+    return repo_id, (ref_revision or revision or None)
+
+
+# ---------------------------------------------------------------------------------------------
+# push
+
+
+def plan_upload(folder: str | os.PathLike, repo_id: str, revision: str | None = None) -> UploadPlan:
+    """Check the repo id, run the guard and read the package; raise before anything is sent."""
+    repo_id, revision = parse_repo_ref(repo_id, revision)
+    folder = Path(folder)
+    guard(folder)
+    read_package(folder)
+    from atzoo.package import _check_weights_readable
+
+    _check_weights_readable(folder / WEIGHTS)
+    files = tuple((name, (folder / name).stat().st_size) for name in ALLOWED_FILES if (folder / name).is_file())
+    return UploadPlan(repo_id, revision, folder, files, sha256_file(folder / WEIGHTS))
+
+
+def push(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None, dry_run: bool = False,
+         private: bool | None = None, token: str | None = None, api: Any = None) -> UploadPlan:
+    """Upload a package's allow-listed files in one commit (nothing when `dry_run`)."""
+    plan = plan_upload(folder, repo_id, revision)
+    if dry_run:
+        return plan
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = api or HfApi(token=token)
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(plan.folder / name))
+                  for name, _ in plan.files]
+    try:
+        api.create_repo(plan.repo_id, private=private, exist_ok=True)
+        if plan.revision and plan.revision != "main":
+            api.create_branch(plan.repo_id, branch=plan.revision, exist_ok=True)
+        api.create_commit(plan.repo_id, operations, commit_message="Upload atzoo model package",
+                          revision=plan.revision)
+    except Exception as error:  # the hub library raises many kinds; all mean the push failed
+        raise HubError(f"pushing {plan.folder} to {plan.repo_id} failed: {error}") from None
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------
+# pull
+
+
+def registered_weights(repo_id: str, registry=None) -> list[Any]:
+    """PretrainedWeights entries the zoo registered for `repo_id`."""
+    from atzoo.registry import load_registry
+
+    registry = registry or load_registry()
+    return [entry.item for entry in registry.entries("weights") if entry.item.repo_id == repo_id]
+
+
+def _download(repo_id: str, filename: str, revision: str, cache_dir: str | None, required: bool) -> Path | None:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir))
+    except LocalEntryNotFoundError:
+        if not required:
+            return None
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        hint = ("HF_HUB_OFFLINE is set, so only the local cache is read; pull it once online"
+                if offline else "the hub cannot be reached and the file is not in the local cache")
+        raise HubError(f"{filename} of {repo_id}@{revision} is not available: {hint}") from None
+    except EntryNotFoundError:  # on the hub, the file is absent from the repo
+        if required:
+            raise HubError(f"{repo_id}@{revision} has no {filename}; it is not an atzoo model package") from None
+        return None
+    except Exception as error:  # repository/revision not found, HTTP errors, ...
+        raise HubError(f"downloading {filename} from {repo_id}@{revision} failed: {error}") from None
+
+
+def pull(ref: str, *, revision: str | None = None, sha256: str | None = None, filename: str = WEIGHTS,
+         cache_dir: str | os.PathLike | None = None, registry=None) -> PullResult:
+    """Download a package (weights, config, card, results) at a pinned revision into the Hub cache
+    and check the weights' sha256 against `sha256` or the zoo's registered entry for the repo.
+
+    The revision defaults to the registered entry's, else ``main``. A mismatch raises `HubError`.
+    """
+    repo_id, revision = parse_repo_ref(ref, revision)
+    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+        raise HubError(f"--sha256 {sha256!r} is not a sha256 (64 hex digits)")
+    expected, source = (sha256.lower(), "--sha256") if sha256 else (None, "")
+    for entry in registered_weights(repo_id, registry):
+        if revision in (None, entry.revision) and entry.filename == filename:
+            revision = revision or entry.revision
+            if expected is None:
+                expected, source = entry.sha256, f"the zoo entry {entry.method}.{entry.tag}"
+            break
+    revision = revision or "main"
+    cache = str(cache_dir) if cache_dir is not None else None
+    subfolder = Path(filename).parent.as_posix()
+    prefix = "" if subfolder == "." else subfolder + "/"
+    weights = _download(repo_id, filename, revision, cache, required=True)
+    actual = sha256_file(weights)
+    if expected is not None and actual != expected:
+        raise HubError(f"sha256 mismatch for {filename} of {repo_id}@{revision}: expected {expected} "
+                       f"(from {source}), got {actual}; the file was not loaded")
+    fetched = [filename]
+    for name in (CONFIG, RESULTS, CARD):
+        if _download(repo_id, prefix + name, revision, cache, required=(name == CONFIG)) is not None:
+            fetched.append(prefix + name)
+    return PullResult(weights.parent, repo_id, revision, actual, source, tuple(fetched))

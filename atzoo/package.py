@@ -1,0 +1,384 @@
+"""Model packages: a trained run's weights made shareable, and loaded back without pickle.
+
+```
+PACKAGE/
+  model.safetensors   the model's weights (nothing else: no optimizer, no data)
+  config.json         what rebuilds the model through the registry (method, backbone, plugin
+                      distribution and version range, model arguments, input size, normalisation,
+                      heads), the protocol version and the dataset release
+  results.json        aggregate metrics only (six scenarios, Any-Time, mixed test)
+  README.md           the model card a hub shows (licence, model-index results, citation)
+```
+A package never holds per-image data: no image, no path, no per-query rank.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from atzoo.errors import AtzooError, PackageError
+from atzoo.io import permissions_from_umask, read_json, write_json_atomic, write_text_atomic
+from atzoo.protocol import PROTOCOL_VERSION, SCENARIOS
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+RESULTS = "results.json"
+CARD = "README.md"
+PACKAGE_FILES = (WEIGHTS, CONFIG, RESULTS, CARD)
+FORMAT = "atzoo-model-1"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+DATASET_RELEASES = ("403k", "135k", "synthetic")
+SYNTHETIC_MANIFEST = "synthetic.json"
+ANY_TIME = "Any-Time"
+DEFAULT_LICENSE = "apache-2.0"
+CITATION = """@inproceedings{li2025anytime,
+  title     = {Towards Anytime Retrieval: A Benchmark for Anytime Person Re-Identification},
+  author    = {Li, Xulin and Lu, Yan and Liu, Bin and Li, Jiaze and Yang, Qinhong and Gong, Tao and
+               Chu, Qi and Ye, Mang and Yu, Nenghai},
+  booktitle = {Proceedings of the International Joint Conference on Artificial Intelligence (IJCAI)},
+  year      = {2025}
+}"""
+
+
+@dataclass(frozen=True)
+class ModelPackage:
+    """A package folder whose config has been read and checked (the weights are not loaded yet)."""
+
+    path: Path
+    config: dict[str, Any]
+
+    @property
+    def weights(self) -> Path:
+        return self.path / WEIGHTS
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return tuple(self.config["input_size"])  # type: ignore[return-value]
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return tuple(tuple(v) for v in self.config["normalization"])  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+
+def requirement(distribution: str, version: str) -> str:
+    """The pip requirement a package's plugin needs: same major version (same minor below 1.0)."""
+    if not distribution:
+        return ""
+    parts = version.split(".")
+    if not version or not parts[0].isdigit():
+        return distribution
+    major = int(parts[0])
+    if major == 0 and len(parts) > 1 and parts[1].isdigit():
+        return f"{distribution}>={version},<0.{int(parts[1]) + 1}"
+    return f"{distribution}>={version},<{major + 1}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def aggregate_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Only the aggregate numbers of an evaluation: per scenario, Any-Time and mixed-test group, the
+    numeric metrics. Anything else (lists, strings, per-image arrays) is dropped, so a results file
+    can never carry image paths or per-query ranks."""
+    names = [s.name for s in SCENARIOS] + [ANY_TIME]
+    result: dict[str, Any] = {"protocol_version": str(metrics.get("protocol_version", PROTOCOL_VERSION))}
+    for name in names:
+        if name not in metrics:
+            raise PackageError(f"the run's metrics lack scenario {name!r}; evaluate the run again "
+                               f"(`atzoo evaluate RUN_DIR`)")
+        result[name] = {k: v for k, v in metrics[name].items() if _is_number(v)}
+    mixed = metrics.get("mixed")
+    if isinstance(mixed, dict):
+        result["mixed"] = {group: {k: v for k, v in values.items() if _is_number(v)}
+                           for group, values in mixed.items() if isinstance(values, dict)}
+    return result
+
+
+def dataset_release_of(data_root: str | os.PathLike, release: str | None) -> str:
+    """``synthetic`` for a generated dataset; otherwise the AT-USTC release the user names."""
+    synthetic = (Path(data_root) / SYNTHETIC_MANIFEST).is_file()
+    if synthetic:
+        if release not in (None, "synthetic"):
+            raise PackageError(f"the run was trained on the synthetic dataset at {data_root}, "
+                               f"not on AT-USTC release {release!r}; drop --dataset-release")
+        return "synthetic"
+    if release not in ("403k", "135k"):
+        raise PackageError(f"the run's dataset {data_root} is not synthetic: name its AT-USTC release with "
+                           f"--dataset-release 403k or 135k (got {release!r})")
+    return release
+
+
+def package_config(run_config: dict[str, Any], dataset_release: str) -> dict[str, Any]:
+    """A package's config.json from a run's config.json (the local data root is left out)."""
+    recipe = run_config["recipe"]
+    method, backbone = recipe["method"], recipe["backbone"]
+    return {
+        "format": FORMAT,
+        "method": method["qualified_name"],
+        "backbone": backbone["qualified_name"],
+        "plugin": {"name": method["plugin"], "distribution": method["distribution"], "version": method["version"],
+                   "requires": requirement(method["distribution"], method["version"])},
+        "backbone_plugin": {"name": backbone["plugin"], "distribution": backbone["distribution"],
+                            "version": backbone["version"],
+                            "requires": requirement(backbone["distribution"], backbone["version"])},
+        "backbone_args": recipe["backbone_args"],
+        "input_size": list(recipe["input_size"]),
+        "normalization": [list(v) for v in recipe["normalization"]],
+        "num_heads": len(recipe["heads"]),
+        "heads": list(recipe["heads"]),
+        "neck": recipe["neck"],
+        "embed_dim": recipe["embed_dim"],
+        "num_persons": run_config["num_persons"],
+        "num_clothes": run_config["num_clothes"],
+        "protocol_version": run_config.get("protocol_version", PROTOCOL_VERSION),
+        "dataset_release": dataset_release,
+        "dataset_fingerprint": run_config.get("dataset_fingerprint", ""),
+        "recipe": recipe,
+    }
+
+
+def _percent(value: Any) -> float:
+    return round(100.0 * float(value), 2)
+
+
+def model_card(config: dict[str, Any], results: dict[str, Any], license: str) -> str:
+    """README.md with Hub metadata: licence, library, model-index (one result per scenario)."""
+    import yaml
+
+    release = config["dataset_release"]
+    dataset_name = "synthetic AT-USTC layout" if release == "synthetic" else f"AT-USTC ({release} release)"
+    index_results = []
+    for name in [s.name for s in SCENARIOS] + [ANY_TIME]:
+        metrics = results[name]
+        index_results.append({
+            "task": {"type": "image-feature-extraction", "name": f"Anytime person re-identification, {name}"},
+            "dataset": {"type": "at-ustc", "name": dataset_name, "split": name, "revision": release},
+            "metrics": [{"type": key, "name": f"{name} {key}", "value": _percent(metrics[key])}
+                        for key in ("rank1", "mAP", "mINP") if key in metrics],
+        })
+    metadata = {
+        "license": license, "library_name": "atzoo",
+        "tags": ["person-reid", "anytime-person-reid", "at-ustc", "atzoo", config["method"].rpartition(":")[2]],
+        "model-index": [{"name": f"atzoo {config['method']}", "results": index_results}],
+    }
+    train = config["recipe"]["train"]
+    rows = "\n".join(f"| {name} | {_percent(results[name].get('rank1', 0.0)):.2f} | "
+                     f"{_percent(results[name].get('mAP', 0.0)):.2f} |"
+                     for name in [s.name for s in SCENARIOS] + [ANY_TIME])
+    losses = ", ".join(f"{term['loss']} x {term['weight']}" for term in config["recipe"]["losses"])
+    return f"""---
+{yaml.safe_dump(metadata, sort_keys=False).rstrip()}
+---
+
+# {config['method']} (atzoo)
+
+Weights of the method `{config['method']}` (backbone `{config['backbone']}`, {config['num_heads']} head(s))
+for anytime person re-identification, trained and evaluated with the atzoo runner on the
+{dataset_name}, protocol version {config['protocol_version']}.
+
+```python
+import atzoo
+model = atzoo.load("PATH_OR_REPO_ID")   # needs: pip install "{config['plugin']['requires'] or 'atzoo'}"
+```
+
+## Results (Rank-1 / mAP, %)
+
+| Scenario | Rank-1 | mAP |
+|---|---|---|
+{rows}
+
+## Training
+
+Optimizer {train['optimizer']}, lr {train['lr']}, {train['epochs']} epoch(s), batches of
+{train['num_persons']} persons x {train['num_instances']} images, input {config['input_size'][0]}x{config['input_size'][1]},
+losses: {losses}. The package holds weights and aggregate metrics only; no image of the dataset.
+
+## Citation
+
+```bibtex
+{CITATION}
+```
+"""
+
+
+def _check_weights_readable(path: Path) -> None:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.keys()
+    except (SafetensorError, OSError, ValueError) as error:
+        raise PackageError(f"{path} cannot be read as safetensors ({error}); it is damaged or truncated") from None
+
+
+def _prepare_out_dir(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise PackageError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise PackageError(f"{out} already exists and is not empty; pass --overwrite to replace it")
+
+
+def _swap_into_place(staged: Path, out: Path) -> None:
+    """Move the finished package to `out`; an old `out` is removed only once the new one is there."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        os.replace(out, old / out.name)
+    os.replace(staged, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, dataset_release: str | None = None,
+               overwrite: bool = False, license: str = DEFAULT_LICENSE) -> Path:
+    """Write a model package of a finished, evaluated run to `out_dir` and return its path.
+
+    Everything is written into a temporary sibling folder, checked by the upload guard, and only
+    then renamed to `out_dir`, so a failure never leaves a half-written or mixed package.
+    """
+    from atzoo.hub import guard
+    from atzoo.runner.rundir import METRICS, MODEL, open_run_dir
+
+    run = open_run_dir(run_dir, need=("config.json", MODEL))
+    if not run.file(METRICS).is_file():
+        raise PackageError(f"run directory {run.path} has no {METRICS}; evaluate it first (`atzoo evaluate`)")
+    out = Path(out_dir)
+    _prepare_out_dir(out, overwrite)
+    run_config = run.config
+    release = dataset_release_of(run_config.get("data_root", ""), dataset_release)
+    _check_weights_readable(run.file(MODEL))
+    config = package_config(run_config, release)
+    results = aggregate_metrics(read_json(run.file(METRICS)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        os.chmod(staged, permissions_from_umask(executable=True))
+        shutil.copyfile(run.file(MODEL), staged / WEIGHTS)
+        write_json_atomic(staged / CONFIG, config)
+        write_json_atomic(staged / RESULTS, results)
+        write_text_atomic(staged / CARD, model_card(config, results, license))
+        guard(staged)
+        _swap_into_place(staged, out)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def _refuse_pickle(path: Path) -> None:
+    raise PackageError(f"{path} is a pickle file ({path.suffix}); atzoo never unpickles weights, because "
+                       f"loading a pickle can run arbitrary code. Convert it to safetensors "
+                       f"(safetensors.torch.save_model) and export a package with `atzoo export`")
+
+
+def read_package(path: str | os.PathLike) -> ModelPackage:
+    """Open a package folder (or its ``model.safetensors``) and check its config."""
+    path = Path(path)
+    if path.is_file():
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            _refuse_pickle(path)
+        if path.name != WEIGHTS:
+            raise PackageError(f"{path} is not a model package: expected a folder with {WEIGHTS} and {CONFIG}")
+        path = path.parent
+    if not path.is_dir():
+        raise PackageError(f"{path}: no such model package folder")
+    if not (path / WEIGHTS).is_file():
+        pickles = sorted(p for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+        if pickles:
+            _refuse_pickle(pickles[0])
+        raise PackageError(f"{path} has no {WEIGHTS}; a model package holds {', '.join(PACKAGE_FILES)}")
+    if not (path / CONFIG).is_file():
+        raise PackageError(f"{path} has no {CONFIG}; without it the model cannot be rebuilt")
+    try:
+        config = read_json(path / CONFIG)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise PackageError(f"{path / CONFIG} is not valid JSON ({error})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise PackageError(f"{path / CONFIG} is not an atzoo model config (expected \"format\": \"{FORMAT}\")")
+    missing = [key for key in ("method", "plugin", "recipe", "num_persons", "num_clothes", "input_size",
+                               "normalization") if key not in config]
+    if missing:
+        raise PackageError(f"{path / CONFIG} lacks {', '.join(missing)}")
+    return ModelPackage(path, config)
+
+
+def _require_plugin(package: ModelPackage, registry) -> None:
+    """A missing plugin is named with the pip requirement that provides it."""
+    for key in ("plugin", "backbone_plugin"):
+        plugin = package.config.get(key) or {}
+        name = plugin.get("name", "")
+        info = next((p for p in registry.plugins if p.name == name), None)
+        if info is not None and info.status == "ok":
+            continue
+        install = plugin.get("requires") or plugin.get("distribution")
+        how = f"pip install \"{install}\"" if install else f"install the plugin that provides {name!r}"
+        state = "is not installed" if info is None else f"did not load ({info.status}: {info.error})"
+        raise PackageError(f"the model in {package.path} needs the atzoo plugin {name!r}, which {state}: {how}")
+
+
+def build_package_model(package: ModelPackage, registry=None):
+    """The package's model rebuilt through the registry with its weights loaded strictly, in eval
+    mode on the CPU. ``model.atzoo_config`` is the package's config."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    from atzoo.registry import load_registry
+    from atzoo.runner.recipe import ResolvedRecipe, build_model
+
+    registry = registry or load_registry()
+    _require_plugin(package, registry)
+    config = package.config
+    try:
+        registry.get("methods", config["method"])
+    except AtzooError as error:
+        raise PackageError(f"{package.path / CONFIG} names a method the registry does not know: {error}") from None
+    try:
+        recipe = ResolvedRecipe.from_json(config["recipe"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise PackageError(f"{package.path / CONFIG} has a malformed recipe ({error})") from None
+    model = build_model(recipe, int(config["num_persons"]), int(config["num_clothes"]), registry)
+    try:
+        load_model(model, str(package.weights), strict=True)
+    except (SafetensorError, OSError) as error:
+        raise PackageError(f"{package.weights} cannot be read ({error}); it is damaged or truncated") from None
+    except RuntimeError as error:
+        raise PackageError(f"{package.weights} does not match the model its config describes "
+                           f"(missing or unexpected keys): {error}") from None
+    model.eval()
+    model.atzoo_config = config
+    return model
+
+
+def load(path_or_id: str | os.PathLike, *, revision: str | None = None, sha256: str | None = None,
+         registry=None, device: str = "cpu"):
+    """A model from a local package folder or a Hub repo id (``ORG/NAME[@REVISION]``), in eval mode.
+
+    A Hub id is downloaded with its revision pinned (or read from the local cache offline) and its
+    weights checked against ``sha256`` or the zoo's registered checksum.
+    """
+    local = Path(path_or_id)
+    if local.exists():
+        package = read_package(local)
+    elif local.suffix.lower() in PICKLE_SUFFIXES:
+        _refuse_pickle(local)
+    elif local.is_absolute() or str(path_or_id).startswith((".", "~")) or len(local.parts) > 2:
+        raise PackageError(f"{path_or_id}: no such model package folder (and it is not a Hub id ORG/NAME)")
+    else:
+        from atzoo.hub import pull
+
+        package = read_package(pull(str(path_or_id), revision=revision, sha256=sha256, registry=registry).path)
+    return build_package_model(package, registry).to(device)

@@ -1,0 +1,67 @@
+"""Shared by the model-package, hub and zoo tests: run directories, packages and a Hub cache on disk."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_model
+
+from atzoo.io import write_json_atomic
+from atzoo.package import export_run
+from atzoo.protocol import SCENARIOS
+
+SCENARIO_NAMES = [s.name for s in SCENARIOS] + ["Any-Time"]
+TINY_OVERRIDES = {"epochs": 1, "iters_per_epoch": 2, "image_size": [32, 16], "num_workers": 0, "num_persons": 4,
+                  "num_instances": 4, "eval_batch_size": 64, "cache": False}
+
+
+def fake_metrics(base: float = 0.5) -> dict:
+    metrics = {"protocol_version": "1.0"}
+    for index, name in enumerate(SCENARIO_NAMES):
+        metrics[name] = {"rank1": base + index / 100, "rank5": 0.9, "rank10": 0.95, "mAP": base - 0.1,
+                         "mINP": 0.2, "queries": 12}
+    metrics["mixed"] = {"Any-Time": {"rank1": 0.4, "mAP": 0.3, "queries": 20}}
+    return metrics
+
+
+def make_run_dir(path: Path, *, synthetic: bool = False, seed: int = 0) -> Path:
+    """An untrained but complete run directory (config, weights, metrics): fast, no training."""
+    from atzoo.registry import load_registry
+    from atzoo.runner.recipe import build_model, resolve_recipe
+
+    registry = load_registry()
+    recipe = resolve_recipe("baseline", {"image_size": [32, 16]}, registry)
+    torch.manual_seed(seed)
+    model = build_model(recipe, 4, 6, registry)
+    path.mkdir(parents=True)
+    data_root = path.parent / f"{path.name}-data"
+    data_root.mkdir()
+    if synthetic:
+        (data_root / "synthetic.json").write_text("{}")
+    save_model(model, str(path / "model.safetensors"))
+    write_json_atomic(path / "config.json", {
+        "format": "atzoo-run-1", "protocol_version": "1.0", "recipe": recipe.to_json(), "data_root": str(data_root),
+        "dataset_fingerprint": "f" * 64, "num_persons": 4, "num_clothes": 6})
+    write_json_atomic(path / "metrics.json", fake_metrics())
+    return path
+
+
+def make_package(tmp_path: Path, name: str = "pkg", **options) -> Path:
+    run = make_run_dir(tmp_path / f"{name}-run", synthetic=True, **options)
+    return export_run(run, tmp_path / name)
+
+
+def populate_hf_cache(cache: Path, repo_id: str, package: Path, revision: str = "main") -> str:
+    """Lay `package` out as the Hub cache would after a download of `repo_id` at `revision`."""
+    commit = hashlib.sha1(f"{repo_id}{revision}".encode()).hexdigest()
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for file in package.iterdir():
+        shutil.copy(file, snapshot / file.name)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / revision).write_text(commit)
+    return commit

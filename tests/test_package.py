@@ -1,0 +1,281 @@
+"""Model packages: export, strict loading without pickle, the round trip from a trained run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import save_file
+
+from atzoo.errors import AtzooError, PackageError
+from atzoo.package import (CARD, CONFIG, RESULTS, WEIGHTS, aggregate_metrics, export_run, load, read_package,
+                           requirement)
+from tests.packages import SCENARIO_NAMES, TINY_OVERRIDES, fake_metrics, make_package, make_run_dir
+
+def test_export_writes_exactly_the_four_files_with_rebuild_config(tmp_path):
+    run = make_run_dir(tmp_path / "run")
+    out = export_run(run, tmp_path / "pkg", dataset_release="403k", license="cc-by-nc-4.0")
+    assert sorted(p.name for p in out.iterdir()) == sorted([WEIGHTS, CONFIG, RESULTS, CARD])
+    config = json.loads((out / CONFIG).read_text())
+    assert config["method"] == "builtins:baseline"
+    assert config["plugin"]["name"] == "builtins" and config["plugin"]["distribution"] == "atzoo"
+    assert config["plugin"]["requires"].startswith("atzoo>=")
+    assert config["input_size"] == [32, 16] and config["num_heads"] == 1
+    assert config["dataset_release"] == "403k" and config["protocol_version"] == "1.0"
+    assert "data_root" not in json.dumps(config)
+    assert (out / WEIGHTS).read_bytes() == (run / "model.safetensors").read_bytes()
+    card = (out / CARD).read_text()
+    assert card.startswith("---\nlicense: cc-by-nc-4.0\n") and "model-index" in card
+    assert "AT-USTC (403k release)" in card and "IJCAI" in card and "| AD-LT | 55.00 | 40.00 |" in card
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_results_hold_aggregate_numbers_only():
+    metrics = fake_metrics()
+    metrics["DT-ST"]["ranks"] = [1, 2, 3]
+    metrics["DT-ST"]["paths"] = "p001-d01-c01/cam01-f2-0001.jpg"
+    metrics["per_image"] = {"a.jpg": 1}
+    results = aggregate_metrics(metrics)
+    assert set(results) == {"protocol_version", *SCENARIO_NAMES, "mixed"}
+    assert "ranks" not in results["DT-ST"] and "paths" not in results["DT-ST"]
+    with pytest.raises(PackageError, match="AD-LT"):
+        aggregate_metrics({k: v for k, v in fake_metrics().items() if k != "AD-LT"})
+
+
+def test_dataset_release_synthetic_or_required(tmp_path):
+    synthetic = export_run(make_run_dir(tmp_path / "s", synthetic=True), tmp_path / "s-pkg")
+    assert json.loads((synthetic / CONFIG).read_text())["dataset_release"] == "synthetic"
+    real = make_run_dir(tmp_path / "r")
+    with pytest.raises(PackageError, match="--dataset-release 403k or 135k"):
+        export_run(real, tmp_path / "r-pkg")
+    with pytest.raises(PackageError, match="synthetic"):
+        export_run(make_run_dir(tmp_path / "s2", synthetic=True), tmp_path / "s2-pkg", dataset_release="403k")
+    assert not (tmp_path / "r-pkg").exists()
+
+
+def test_export_refuses_a_non_empty_out_dir_unless_overwrite(tmp_path):
+    run = make_run_dir(tmp_path / "run", synthetic=True)
+    out = tmp_path / "pkg"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(PackageError, match="--overwrite"):
+        export_run(run, out)
+    assert (out / "keep.txt").read_text() == "mine"
+    export_run(run, out, overwrite=True)
+    assert not (out / "keep.txt").exists() and (out / WEIGHTS).is_file()
+
+
+def test_export_of_a_damaged_run_leaves_the_old_package_untouched(tmp_path):
+    pkg = make_package(tmp_path)
+    before = {p.name: p.read_bytes() for p in pkg.iterdir()}
+    run = make_run_dir(tmp_path / "bad", synthetic=True)
+    (run / "model.safetensors").write_bytes((run / "model.safetensors").read_bytes()[:100])
+    with pytest.raises(PackageError, match="damaged or truncated"):
+        export_run(run, pkg, overwrite=True)
+    assert {p.name: p.read_bytes() for p in pkg.iterdir()} == before
+
+
+def test_load_rebuilds_the_model_with_identical_outputs(tmp_path):
+    run = make_run_dir(tmp_path / "run", synthetic=True, seed=3)
+    pkg = export_run(run, tmp_path / "pkg")
+    from atzoo.registry import load_registry
+    from atzoo.runner.evaluation import load_run_model
+    from atzoo.runner.rundir import open_run_dir
+
+    original, _ = load_run_model(open_run_dir(run), load_registry(), torch.device("cpu"))
+    loaded = load(pkg)
+    assert not loaded.training and loaded.atzoo_config["method"] == "builtins:baseline"
+    images = torch.randn(3, 3, 32, 16)
+    with torch.no_grad():
+        assert torch.equal(original(images), loaded(images))
+    assert torch.equal(load(pkg / WEIGHTS)(images), loaded(images))
+
+
+def test_missing_or_unexpected_keys_are_refused(tmp_path):
+    pkg = make_package(tmp_path)
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(pkg / WEIGHTS))
+    missing = dict(tensors)
+    missing.pop(sorted(missing)[0])
+    save_file(missing, str(pkg / WEIGHTS))
+    with pytest.raises(PackageError, match="missing or unexpected keys"):
+        load(pkg)
+    save_file({**tensors, "extra.weight": torch.zeros(2)}, str(pkg / WEIGHTS))
+    with pytest.raises(PackageError, match="extra.weight"):
+        load(pkg)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupted_weights_are_a_clear_error(tmp_path, damage):
+    pkg = make_package(tmp_path)
+    data = (pkg / WEIGHTS).read_bytes()
+    (pkg / WEIGHTS).write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x00" * 64)
+    with pytest.raises(PackageError, match="damaged or truncated"):
+        load(pkg)
+
+
+@pytest.mark.parametrize("suffix", [".bin", ".pt", ".pth"])
+def test_pickles_are_never_loaded(tmp_path, suffix):
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    weights = folder / f"pytorch_model{suffix}"
+    torch.save({"w": torch.zeros(1)}, weights)
+    for target in (folder, weights):
+        with pytest.raises(PackageError, match="never unpickles"):
+            load(target)
+
+
+def test_unknown_method_and_missing_plugin_name_the_fix(tmp_path):
+    pkg = make_package(tmp_path)
+    config = json.loads((pkg / CONFIG).read_text())
+    config["method"] = "builtins:no-such-method"
+    (pkg / CONFIG).write_text(json.dumps(config))
+    with pytest.raises(PackageError, match="no-such-method"):
+        load(pkg)
+    config["method"] = "fancy:fancy-net"
+    config["plugin"] = {"name": "fancy", "distribution": "atzoo-fancy", "version": "1.2.0",
+                        "requires": "atzoo-fancy>=1.2.0,<2"}
+    (pkg / CONFIG).write_text(json.dumps(config))
+    with pytest.raises(PackageError, match=r'pip install "atzoo-fancy>=1.2.0,<2"'):
+        load(pkg)
+
+
+def test_read_package_rejects_non_packages(tmp_path):
+    with pytest.raises(PackageError, match="not a Hub id"):
+        load(tmp_path / "missing-folder")
+    with pytest.raises(PackageError, match="no such model package"):
+        read_package(tmp_path / "nothing")
+    pkg = make_package(tmp_path)
+    (pkg / CONFIG).write_text("{not json")
+    with pytest.raises(PackageError, match="not valid JSON"):
+        read_package(pkg)
+    (pkg / CONFIG).write_text(json.dumps({"format": "other"}))
+    with pytest.raises(PackageError, match="atzoo-model-1"):
+        read_package(pkg)
+
+
+def test_requirement_ranges():
+    assert requirement("atzoo-uniat", "1.4.2") == "atzoo-uniat>=1.4.2,<2"
+    assert requirement("atzoo", "0.1.0") == "atzoo>=0.1.0,<0.2"
+    assert requirement("atzoo-x", "") == "atzoo-x"
+    assert requirement("", "1.0") == ""
+
+
+def test_export_cli_errors_exit_2(tmp_path):
+    from atzoo.cli.main import cli
+
+    run = make_run_dir(tmp_path / "run")
+    result = CliRunner().invoke(cli, ["export", str(run), str(tmp_path / "pkg")])
+    assert result.exit_code == 2 and "--dataset-release" in result.output
+    result = CliRunner().invoke(cli, ["export", str(run), str(tmp_path / "pkg"), "--dataset-release", "135k"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "pkg" / CONFIG).read_text())["dataset_release"] == "135k"
+
+
+@pytest.fixture(scope="module")
+def trained_package(tiny_synth_root, tmp_path_factory):
+    from atzoo.runner import train
+
+    base = tmp_path_factory.mktemp("roundtrip")
+    run = train("baseline", tiny_synth_root, base / "run", dict(TINY_OVERRIDES), progress=False)
+    return Path(run.path), export_run(run.path, base / "pkg")
+
+
+def test_round_trip_from_a_trained_run_gives_identical_embeddings_and_results(trained_package, tiny_synth_root):
+    from atzoo.data import parse_root
+    from atzoo.registry import load_registry
+    from atzoo.runner import distributed
+    from atzoo.runner.evaluation import evaluate_model, extract_features, load_run_model, protocol_test_records
+    from atzoo.runner.recipe import ResolvedRecipe
+    from atzoo.runner.rundir import open_run_dir
+
+    run, pkg = trained_package
+    context = distributed.Context(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    original, recipe = load_run_model(open_run_dir(run), load_registry(), torch.device("cpu"))
+    loaded = load(pkg)
+    records = parse_root(tiny_synth_root)
+    test = protocol_test_records(records)
+    packaged_recipe = ResolvedRecipe.from_json(loaded.atzoo_config["recipe"])
+    a = extract_features(original, test, recipe, context, progress=False)
+    b = extract_features(loaded, test, packaged_recipe, context, progress=False)
+    assert torch.equal(a, b)
+    assert evaluate_model(loaded, records, packaged_recipe, context, progress=False) == \
+        evaluate_model(original, records, recipe, context, progress=False)
+    results = json.loads((pkg / RESULTS).read_text())
+    saved = json.loads((run / "metrics.json").read_text())
+    assert results["AD-LT"]["mAP"] == saved["AD-LT"]["mAP"]
+
+
+def test_embed_matches_the_runner_features_and_is_evaluable(trained_package, tiny_synth_root, tmp_path):
+    from atzoo.embed import embed
+    from atzoo.evaluation.features_file import load_features
+
+    _, pkg = trained_package
+    person_dir = sorted(p for p in Path(tiny_synth_root).iterdir() if p.is_dir())[0]
+    out = embed(pkg, [person_dir], tmp_path / "feats.npz", batch_size=5, progress=False)
+    assert out.labelled and out.count == len(list(person_dir.glob("*.jpg")) + list(person_dir.glob("*.png")))
+    features = load_features(out.path)
+    images = sorted(Path(p) for p in features.paths)
+    assert features.pid[0] == int(person_dir.name[1:4]) and set(features.camera) <= set(range(1, 17))
+    model = load(pkg)
+    from atzoo.embed import embed_images
+
+    again = embed_images(model, images[:3], (32, 16), model.atzoo_config["normalization"], batch_size=2,
+                         progress=False)
+    stored = features.feats[:3] if features.feats.ndim == 2 else features.feats[:3, 0]
+    np.testing.assert_allclose(again, stored, rtol=1e-5, atol=1e-6)  # other batch size: BLAS rounding only
+
+
+def test_embed_of_arbitrary_images_stores_paths_and_minus_one_labels(trained_package, tiny_synth_root, tmp_path):
+    from atzoo.cli.main import cli
+
+    _, pkg = trained_package
+    source = next(Path(tiny_synth_root).rglob("cam*.*"))
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    shutil.copy(source, mine / f"holiday{source.suffix}")
+    out = tmp_path / "mine.npz"
+    result = CliRunner().invoke(cli, ["embed", str(pkg), str(mine), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "cannot evaluate" in result.output
+    with np.load(out, allow_pickle=False) as archive:
+        assert archive["feats"].shape[0] == 1 and archive["pid"].tolist() == [-1]
+        assert archive["paths"].tolist() == [str(mine / f"holiday{source.suffix}")]
+    result = CliRunner().invoke(cli, ["embed", str(pkg), str(tmp_path / "nope"), "--out", str(out)])
+    assert result.exit_code == 2 and "no such image or folder" in result.output
+
+
+def test_atzoo_exposes_load_and_create_model():
+    import atzoo
+
+    assert atzoo.load is load
+    from atzoo.zoo import create_model
+
+    assert atzoo.create_model is create_model
+    with pytest.raises(AtzooError):
+        atzoo.create_model("no-such-method")
+
+
+def test_embedding_a_whole_root_evaluates_like_the_runner(trained_package, tiny_synth_root, tmp_path):
+    from atzoo.data import parse_root
+    from atzoo.embed import embed
+    from atzoo.evaluation.features_file import load_features
+    from atzoo.runner import distributed
+    from atzoo.runner.evaluation import evaluate_model
+    from atzoo.runner.recipe import ResolvedRecipe
+
+    _, pkg = trained_package
+    out = embed(pkg, [tiny_synth_root], tmp_path / "all.npz", batch_size=64, progress=False)
+    from_file = load_features(out.path).evaluate(mixed=False)
+    model = load(pkg)
+    context = distributed.Context(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    direct = evaluate_model(model, parse_root(tiny_synth_root), ResolvedRecipe.from_json(model.atzoo_config["recipe"]),
+                            context, progress=False)
+    for name in SCENARIO_NAMES:
+        assert from_file[name]["mAP"] == pytest.approx(direct[name]["mAP"], abs=1e-4)
