@@ -109,6 +109,9 @@ class LossContext:
     num_clothes: int
     embed_dim: int
     num_heads: int
+    heads: tuple[str, ...] = ()
+    """What each head's classifier predicts, in head order (``"person"`` or ``"clothes"``, see
+    ``Method.heads``); empty where the host does not know (a loss checked on its own)."""
 
 
 @dataclass(frozen=True)

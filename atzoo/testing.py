@@ -115,7 +115,9 @@ def _loss_inputs(context: LossContext, batch_size: int) -> dict[str, Any]:
     clothes = torch.stack([torch.nonzero(clothes_to_person == p)[0, 0] for p in person.tolist()])
     all_features = torch.randn(batch_size, heads, dim, requires_grad=True)
     all_embeddings = torch.randn(batch_size, heads, dim, requires_grad=True)
-    all_logits = [torch.randn(batch_size, context.num_persons, requires_grad=True) for _ in range(heads)]
+    classes = [context.num_clothes if head == "clothes" else context.num_persons
+               for head in (context.heads or ("person",) * heads)]
+    all_logits = [torch.randn(batch_size, width, requires_grad=True) for width in classes]
     return {
         "features": all_features[:, 0], "embeddings": all_embeddings[:, 0], "logits": all_logits[0],
         "target": person, "head": 0, "person": person, "clothes": clothes,
@@ -232,6 +234,17 @@ def _train_step(method: str, registry: Registry, overrides: dict[str, Any], imag
     return value
 
 
+def _context_of_a_method_using(loss: Entry, registry: Registry) -> LossContext | None:
+    """The heads of the first registered method that uses ``loss``, so that a loss made for a
+    particular head layout (six scenario heads, say) is checked on that layout."""
+    for method in registry.entries("methods"):
+        if any(registry.get("losses", term.loss).qualified_name == loss.qualified_name
+               for term in method.item.losses):
+            heads = tuple(method.item.heads)
+            return LossContext(num_persons=4, num_clothes=6, embed_dim=16, num_heads=len(heads), heads=heads)
+    return None
+
+
 def check_plugin(plugin_name: str, *, registry: Registry | None = None, image_size: tuple[int, int] | None = None,
                  backbone_kwargs: dict[str, dict[str, Any]] | None = None, build_methods: bool = False,
                  method_overrides: dict[str, Any] | None = None) -> dict[str, list[dict[str, Any]]]:
@@ -249,7 +262,8 @@ def check_plugin(plugin_name: str, *, registry: Registry | None = None, image_si
         kwargs = (backbone_kwargs or {}).get(entry.name, {})
         report["backbones"].append(check_backbone(entry, image_size=image_size, registry=registry, **kwargs))
     for entry in mine["losses"]:
-        report["losses"].append(check_loss(entry, registry=registry))
+        report["losses"].append(check_loss(entry, context=_context_of_a_method_using(entry, registry),
+                                           registry=registry))
     for entry in mine["methods"]:
         report["methods"].append(check_method(entry, registry=registry, build=build_methods,
                                               overrides=method_overrides, image_size=image_size or (64, 32)))

@@ -111,4 +111,5 @@ def build_model(recipe: ResolvedRecipe, num_persons: int, num_clothes: int, regi
 
 def loss_context(recipe: ResolvedRecipe, model: nn.Module, num_persons: int, num_clothes: int) -> LossContext:
     return LossContext(num_persons=num_persons, num_clothes=num_clothes,
-                       embed_dim=int(getattr(model, "embed_dim", recipe.embed_dim)), num_heads=len(recipe.heads))
+                       embed_dim=int(getattr(model, "embed_dim", recipe.embed_dim)), num_heads=len(recipe.heads),
+                       heads=tuple(recipe.heads))
