@@ -6,7 +6,7 @@ Imported only when a built-in backbone is built (see `atzoo.builtins`), never by
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -110,8 +110,11 @@ def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
     return tuple(f"{name}." for name in names) + ("fc.", "head.fc.", "classifier.", "head.")
 
 
-def load_local_weights(model: nn.Module, path: Path) -> None:
-    """Load a .safetensors state dict strictly, after dropping the classifier's tensors."""
+def load_local_weights(model: nn.Module, path: Path, *,
+                       convert: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None) -> None:
+    """Load a .safetensors state dict strictly, after dropping the classifier's tensors.
+
+    ``convert`` adapts the file's state dict first (timm's checkpoint filters, say)."""
     from safetensors.torch import load_file
 
     if not path.is_file():
@@ -122,6 +125,8 @@ def load_local_weights(model: nn.Module, path: Path) -> None:
         state = load_file(str(path))
     except Exception as error:  # noqa: BLE001 - safetensors raises several kinds
         raise AtzooError(f"cannot read pretrained weights {path}: {error}") from None
+    if convert is not None:
+        state = convert(state)
     own = model.state_dict()
     prefixes = _classifier_prefixes(model)
     state = {k: v for k, v in state.items() if k in own or not k.startswith(prefixes)}

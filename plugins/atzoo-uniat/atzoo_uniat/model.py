@@ -294,29 +294,11 @@ def load_vit_weights(vit, path: Path) -> None:
     timm's checkpoint filter adapts the file first (position embeddings resampled to the model's
     grid, other ViT checkpoint layouts converted); classifier tensors are dropped; everything
     else must match exactly."""
-    from safetensors.torch import load_file
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    if not path.is_file():
-        raise AtzooError(f"pretrained weights file {path} does not exist")
-    if path.suffix != ".safetensors":
-        raise AtzooError(f"pretrained weights {path} must be a .safetensors file")
-    try:
-        state = load_file(str(path))
-    except Exception as error:  # noqa: BLE001 - safetensors raises several kinds
-        raise AtzooError(f"cannot read pretrained weights {path}: {error}") from None
-    own = vit.state_dict()
-    state = {k: v for k, v in checkpoint_filter_fn(state, vit).items() if k in own or not k.startswith("head.")}
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or mismatched:
-        def head(keys: list[str]) -> str:
-            return ", ".join(keys[:5]) + (" ..." if len(keys) > 5 else "")
-        raise AtzooError(f"pretrained weights {path} do not fit timm model {vit.default_cfg.get('architecture')}: "
-                         f"missing [{head(missing)}], unexpected [{head(unexpected)}], "
-                         f"wrong shape [{head(mismatched)}]")
-    vit.load_state_dict(state, strict=True)
+    from atzoo.backbones import load_local_weights
+
+    load_local_weights(vit, path, convert=lambda state: checkpoint_filter_fn(state, vit))
 
 
 def _build(num_tokens: int, *, model_name: str, pretrained: bool | str, img_size: Sequence[int], patch_stride: int,
