@@ -142,6 +142,34 @@ def load_local_weights(model: nn.Module, path: Path, *,
     model.load_state_dict(state, strict=True)
 
 
+def check_timm_model_name(model_name: str) -> None:
+    """An unknown timm model name is an error that suggests similar names."""
+    import timm
+
+    if not isinstance(model_name, str) or not timm.is_model(model_name):
+        close = timm.list_models(f"*{model_name}*")[:5] if isinstance(model_name, str) else []
+        hint = f"; similar: {', '.join(close)}" if close else ""
+        raise AtzooError(f"timm has no model {model_name!r}{hint}")
+
+
+def create_timm_model(model_name: str, from_hub: bool, **timm_kwargs: Any) -> nn.Module:
+    """``timm.create_model`` without its classifier, with the user's mistakes (an unknown name, a
+    rejected argument, weights that cannot be fetched) as clear errors. Local weights are loaded
+    by the caller (`load_local_weights`)."""
+    import timm
+
+    check_timm_model_name(model_name)
+    try:
+        return timm.create_model(model_name, pretrained=from_hub, num_classes=0, **timm_kwargs)
+    except TypeError as error:
+        raise AtzooError(f"timm model {model_name} rejected the arguments {sorted(timm_kwargs)}: {error}") from None
+    except (OSError, RuntimeError) as error:
+        if not from_hub:
+            raise
+        raise AtzooError(f"cannot fetch pretrained weights for timm model {model_name} ({error}); "
+                         f"pass pretrained=False or a local .safetensors path") from None
+
+
 def timm_backbone(model_name: str = "resnet50", pretrained: bool | str = False, last_stride_1: bool = True,
                   **timm_kwargs: Any) -> TimmBackbone:
     """Any timm model as a backbone.
@@ -150,22 +178,7 @@ def timm_backbone(model_name: str = "resnet50", pretrained: bool | str = False, 
     or a path to a local ``.safetensors`` state dict for this architecture. Extra keyword arguments
     go to ``timm.create_model`` (``drop_path_rate=0.1``, say).
     """
-    import timm
-
-    if not isinstance(model_name, str) or not timm.is_model(model_name):
-        close = timm.list_models(f"*{model_name}*")[:5] if isinstance(model_name, str) else []
-        hint = f"; similar: {', '.join(close)}" if close else ""
-        raise AtzooError(f"timm has no model {model_name!r}{hint}")
-    from_hub = pretrained is True
-    try:
-        model = timm.create_model(model_name, pretrained=from_hub, num_classes=0, **timm_kwargs)
-    except TypeError as error:
-        raise AtzooError(f"timm model {model_name} rejected the arguments {sorted(timm_kwargs)}: {error}") from None
-    except (OSError, RuntimeError) as error:
-        if not from_hub:
-            raise
-        raise AtzooError(f"cannot fetch pretrained weights for timm model {model_name} ({error}); "
-                         f"pass pretrained=False or a local .safetensors path") from None
+    model = create_timm_model(model_name, pretrained is True, **timm_kwargs)
     if pretrained not in (True, False, None):
         load_local_weights(model, Path(pretrained))
     if last_stride_1:

@@ -248,12 +248,9 @@ def _pretrained_embeddings(vit):
 
 
 def _check_args(model_name: str, img_size: Sequence[int], patch_stride: int, gate: str) -> tuple[int, int]:
-    import timm
+    from atzoo.backbones import check_timm_model_name
 
-    if not isinstance(model_name, str) or not timm.is_model(model_name):
-        close = timm.list_models(f"*{model_name}*")[:5] if isinstance(model_name, str) else []
-        hint = f"; similar: {', '.join(close)}" if close else ""
-        raise AtzooError(f"timm has no model {model_name!r}{hint}")
+    check_timm_model_name(model_name)
     if (not isinstance(img_size, (list, tuple)) or len(img_size) != 2
             or not all(isinstance(v, int) and v > 0 for v in img_size)):
         raise AtzooError(f"img_size must be two positive integers (height, width); got {img_size!r}")
@@ -265,20 +262,11 @@ def _check_args(model_name: str, img_size: Sequence[int], patch_stride: int, gat
 
 
 def _create_vit(model_name: str, pretrained: bool | str, drop_path_rate: float, overrides: dict[str, Any]):
-    import timm
     from timm.models.vision_transformer import VisionTransformer
 
-    from_hub = pretrained is True
-    try:
-        vit = timm.create_model(model_name, pretrained=from_hub, num_classes=0, drop_path_rate=drop_path_rate,
-                                **overrides)
-    except TypeError as error:
-        raise AtzooError(f"timm model {model_name} rejected the arguments {sorted(overrides)}: {error}") from None
-    except (OSError, RuntimeError) as error:
-        if not from_hub:
-            raise
-        raise AtzooError(f"cannot fetch pretrained weights for timm model {model_name} ({error}); "
-                         f"pass pretrained=False or a local .safetensors path") from None
+    from atzoo.backbones import create_timm_model
+
+    vit = create_timm_model(model_name, pretrained is True, drop_path_rate=drop_path_rate, **overrides)
     if not isinstance(vit, VisionTransformer):
         raise AtzooError(f"timm model {model_name} is a {type(vit).__name__}; expected a VisionTransformer")
     if vit.pos_embed is None or getattr(vit, "num_reg_tokens", 0):
