@@ -157,3 +157,32 @@ def test_unknown_budgets_are_refused():
     with pytest.raises(AtzooError, match="unknown budget"):
         ablation.budget_overrides("gpu-week")
     assert ablation.budget_overrides("smoke", {"lr": 0.1})["lr"] == 0.1
+
+
+def test_the_uniat_model_has_six_bnneck_heads_in_train_and_eval_mode():
+    import torch
+
+    from atzoo.runner.recipe import build_model, resolve_recipe
+
+    registry = load_registry()
+    recipe = resolve_recipe("uniat", dict(CPU_OVERRIDES), registry)
+    torch.manual_seed(0)
+    model = build_model(recipe, num_persons=5, num_clothes=9, registry=registry)
+    images = torch.randn(4, 3, 64, 32)
+    model.train()
+    out = model(images)
+    dim = model.embed_dim
+    assert out["features"].shape == out["embeddings"].shape == (4, 6, dim)
+    assert [logits.shape[1] for logits in out["logits"]] == [9, 5, 9, 5, 9, 5]
+    for neck, classifier in zip(model.necks, model.classifiers):
+        assert not neck.bn.bias.requires_grad and torch.count_nonzero(neck.bn.bias) == 0
+        assert classifier.bias is None
+    batch_mean = out["embeddings"].mean(0)
+    assert torch.allclose(batch_mean, torch.zeros_like(batch_mean), atol=1e-5)
+    model.eval()
+    with torch.no_grad():
+        embeddings = model(images)
+        expected = torch.stack([neck(feature) for neck, feature in
+                                zip(model.necks, model.backbone_features(images).unbind(1))], dim=1)
+    assert embeddings.shape == (4, 6, dim) and torch.equal(embeddings, expected)
+    assert not torch.allclose(embeddings.mean(0), torch.zeros(6, dim), atol=1e-3)
