@@ -46,6 +46,8 @@ def setup() -> Context:
 
 
 def teardown(context: Context) -> None:
+    """Leave the process group. A finished run calls `barrier` first, so that no rank exits while
+    rank 0 is still evaluating (gloo aborts a process that leaves with peers still connected)."""
     if context.distributed and dist.is_initialized():
         dist.destroy_process_group()
 

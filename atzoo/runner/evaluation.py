@@ -94,6 +94,7 @@ def evaluate_run(run_dir: str | Path, data_root: str | Path | None = None, *, re
         metrics = evaluate_model(model, records, recipe, context, progress=progress)
         if context.is_main:
             run.write_json(METRICS, metrics)
+        distributed.barrier(context)
         return metrics
     finally:
         distributed.teardown(context)

@@ -199,4 +199,5 @@ def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records, train_
     metrics = evaluate_model(model, records, recipe, context, progress=progress)
     if context.is_main:
         run.write_json(METRICS, metrics)
+    distributed.barrier(context)
     return run
