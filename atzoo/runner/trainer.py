@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from atzoo.data import build_train_set, parse_root
 from atzoo.data.cache import dataset_fingerprint
-from atzoo.data.loaders import train_loader
+from atzoo.data.loaders import train_loader, train_sampler
 from atzoo.data.sets import require_test_sets
 from atzoo.errors import AtzooError
 from atzoo.io import atomic_path
@@ -145,8 +145,8 @@ def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records, train_
         run.truncate_log(0)
     trained = DistributedDataParallel(model, find_unused_parameters=True) if context.distributed else model
     clothes_to_person = torch.as_tensor(train_set.clothes_to_person, device=device)
-    steps_per_epoch = len(train_loader(train_set, config, recipe.normalization, epoch=0, rank=context.rank,
-                                       world_size=context.world_size, cache_dir=None))
+    steps_per_epoch = train_sampler(train_set, config, epoch=0, rank=context.rank,
+                                    world_size=context.world_size).steps
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = steps_per_epoch * config.warmup_epochs
 
