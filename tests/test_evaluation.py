@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from atzoo.cli.main import cli
 from atzoo.errors import FeaturesError
 from atzoo.evaluation import evaluate_features, load_features, save_features
-from atzoo.evaluation.ranking import JunkRule, Labels, rank_queries
+from atzoo.evaluation.inputs import Labels
+from atzoo.evaluation.ranking import JunkRule, rank_queries
 from atzoo.evaluation.reference import evaluate_features_reference
 from atzoo.protocol import PROTOCOL_VERSION, SCENARIO_NAMES
 

@@ -7,6 +7,7 @@ L2-normalised float32 vectors.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,22 @@ TEST_FLAGS = tuple(range(2, 11))
 
 
 @dataclass(frozen=True)
+class Labels:
+    """The labels the protocol's filters read, row-aligned; the modality follows from the camera."""
+
+    person: np.ndarray
+    clothes: np.ndarray
+    camera: np.ndarray
+
+    @cached_property
+    def modality(self) -> np.ndarray:
+        return modalities_of_cameras(self.camera)
+
+    def take(self, rows: np.ndarray) -> Labels:
+        return Labels(self.person[rows], self.clothes[rows], self.camera[rows])
+
+
+@dataclass(frozen=True)
 class TestData:
     """Test rows only (flags 2-10), features L2-normalised float32 of shape (N, H, D), H in {1, 6}."""
 
@@ -28,9 +45,13 @@ class TestData:
     camera: np.ndarray
     flag: np.ndarray
 
+    @cached_property
+    def labels(self) -> Labels:
+        return Labels(self.person, self.clothes, self.camera)
+
     @property
     def modality(self) -> np.ndarray:
-        return modalities_of_cameras(self.camera)
+        return self.labels.modality
 
     def head(self, index: int) -> np.ndarray:
         """Features of output `index` (a one-output model uses its only output everywhere)."""

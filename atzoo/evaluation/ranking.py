@@ -24,27 +24,13 @@ import torch
 from tqdm.auto import tqdm
 
 from atzoo.errors import FeaturesError
+from atzoo.evaluation.inputs import Labels
 from atzoo.evaluation.metrics import QueryResults
-from atzoo.protocol import modalities_of_cameras
 
 CHUNK_ELEMENTS = 1 << 24
 """Default similarity-block size (elements, 64 MB of float32): large blocks keep the matrix product
 near its best throughput (measured on a 5k x 5k product: 1,024-row blocks 20% and 1,677-row
 blocks 8% slower than 5,000-row ones)."""
-
-
-@dataclass(frozen=True)
-class Labels:
-    person: np.ndarray
-    clothes: np.ndarray
-    camera: np.ndarray
-
-    @property
-    def modality(self) -> np.ndarray:
-        return modalities_of_cameras(self.camera)
-
-    def take(self, rows: np.ndarray) -> Labels:
-        return Labels(self.person[rows], self.clothes[rows], self.camera[rows])
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import torch
 from atzoo.errors import FeaturesError
 from atzoo.evaluation.inputs import TestData, prepare
 from atzoo.evaluation.metrics import QueryResults, mean_of, summarize
-from atzoo.evaluation.ranking import JunkRule, Labels, RankCase, rank_cases
+from atzoo.evaluation.ranking import JunkRule, RankCase, rank_cases
 from atzoo.protocol import (ANY_TIME, GALLERY_FLAGS, IR, MIXED_TEST_HEAD, PROTOCOL_VERSION, QUERY_FLAGS, RGB,
                             SCENARIOS, QueryGalleryPair, Scenario)
 
@@ -31,7 +31,7 @@ QUERY_MODALITIES = {"vm": (RGB,), "im": (IR,), "cm": (RGB, IR)}
 class _Evaluator:
     def __init__(self, data: TestData, chunk_size: int | None, device: torch.device, progress: bool):
         self.data = data
-        self.labels = Labels(data.person, data.clothes, data.camera)
+        self.labels = data.labels
         self.chunk_size = chunk_size
         self.device = device
         self.progress = progress
