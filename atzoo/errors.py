@@ -32,3 +32,7 @@ class HubError(AtzooError):
 
 class UploadBlockedError(HubError):
     """The upload guard found files that must never leave the machine; nothing was sent."""
+
+
+class LeaderboardError(AtzooError):
+    """A leaderboard entry is malformed, inconsistent, a duplicate, or cannot be verified."""

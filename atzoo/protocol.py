@@ -11,6 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 
 PROTOCOL_VERSION = "1.0"
+EVALUATOR_VERSION = "atzoo-1.0"
+"""The evaluator that computed a result: bumps whenever a metric's computation changes. The paper's
+rows were computed by the authors' code, recorded as ``OFFICIAL_EVALUATOR``."""
+OFFICIAL_EVALUATOR = "official"
 
 RGB = 1
 IR = 2

@@ -1,0 +1,292 @@
+"""The leaderboard entry: one method x one weights file x one protocol version x one dataset release.
+
+An entry is a JSON file under ``leaderboard/entries/`` validated by :class:`Entry`. Metrics are
+percentages (0-100), as in the paper. ``reported`` holds what the submitter (or the paper) claims
+for the six scenarios; Any-Time is never submitted, the project computes it as the plain mean.
+``verified`` is written only by ``atzoo leaderboard verify`` (the shared runner), never by hand.
+
+The schema is versioned (``schema_version``); :func:`entry_json_schema` exports it as JSON Schema
+(``leaderboard/schema/entry-v1.schema.json``) for tools outside Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from atzoo.errors import LeaderboardError
+from atzoo.protocol import ANY_TIME, SCENARIO_NAMES
+
+SCHEMA_VERSION = 1
+SCHEMA_FILE = f"entry-v{SCHEMA_VERSION}.schema.json"
+RELEASES = ("403k", "135k", "synthetic")
+TASK_FAMILIES = ("Tr-ReID", "CC-ReID", "CM-ReID", "AT-ReID", "other")
+VERIFY_STATUSES = ("verified", "mismatch", "failed")
+METRICS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
+REQUIRED_METRICS = ("rank1", "mAP")
+ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{1,79}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+COMMIT_PATTERN = r"^[0-9a-f]{40}$"
+REPO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
+URL_PATTERN = r"^https?://\S+$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Percent = Field(ge=0.0, le=100.0)
+
+
+class ScenarioMetrics(_Strict):
+    """One scenario's metrics in percent. The paper published Rank-1 and mAP only, so the other
+    metrics may be absent (null); a runner evaluation fills all of them."""
+
+    rank1: float = Percent
+    rank5: float | None = Field(default=None, ge=0.0, le=100.0)
+    rank10: float | None = Field(default=None, ge=0.0, le=100.0)
+    rank20: float | None = Field(default=None, ge=0.0, le=100.0)
+    mAP: float = Percent
+    mINP: float | None = Field(default=None, ge=0.0, le=100.0)
+
+    @model_validator(mode="after")
+    def _cmc_never_decreases(self) -> ScenarioMetrics:
+        ranks = [(name, getattr(self, name)) for name in ("rank1", "rank5", "rank10", "rank20")]
+        present = [(name, value) for name, value in ranks if value is not None]
+        for (low_name, low), (high_name, high) in zip(present, present[1:]):
+            if high < low:
+                raise ValueError(f"{high_name} ({high}) is below {low_name} ({low}); a CMC curve never decreases")
+        return self
+
+
+class Metrics(_Strict):
+    """The six scenarios, each required. Any-Time is not a field: it is computed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    dt_st: ScenarioMetrics = Field(alias="DT-ST")
+    dt_lt: ScenarioMetrics = Field(alias="DT-LT")
+    nt_st: ScenarioMetrics = Field(alias="NT-ST")
+    nt_lt: ScenarioMetrics = Field(alias="NT-LT")
+    ad_st: ScenarioMetrics = Field(alias="AD-ST")
+    ad_lt: ScenarioMetrics = Field(alias="AD-LT")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_any_time(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ANY_TIME in data:
+            raise ValueError(f"{ANY_TIME} is computed by the project as the mean of the six scenarios; "
+                             f"remove it from the entry")
+        return data
+
+    def scenario(self, name: str) -> ScenarioMetrics:
+        return getattr(self, name.lower().replace("-", "_"))
+
+    def as_dict(self) -> dict[str, dict[str, float | None]]:
+        return {name: self.scenario(name).model_dump() for name in SCENARIO_NAMES}
+
+    def any_time(self) -> dict[str, float | None]:
+        """The plain mean of the six scenarios, per metric (None where a scenario lacks it)."""
+        result: dict[str, float | None] = {}
+        for metric in METRICS:
+            values = [getattr(self.scenario(name), metric) for name in SCENARIO_NAMES]
+            result[metric] = None if any(v is None for v in values) else sum(values) / len(values)
+        return result
+
+
+class Method(_Strict):
+    name: str = Field(min_length=1, description="The method as shown on the board, e.g. 'Uni-AT'.")
+    registered_name: str | None = Field(default=None, description="The runner's method name, e.g. 'uniat:uniat'.")
+    plugin_distribution: str | None = Field(default=None, description="The pip distribution providing it.")
+    plugin_version: str | None = None
+    task_family: Literal[TASK_FAMILIES] = "other"  # type: ignore[valid-type]
+
+
+class Links(_Strict):
+    paper: str | None = Field(default=None, pattern=URL_PATTERN)
+    code: str | None = Field(default=None, pattern=URL_PATTERN)
+
+
+class Weights(_Strict):
+    """The exact weights file: a Hub repo at a pinned commit, and its checksum."""
+
+    repo: str = Field(pattern=REPO_PATTERN)
+    revision: str = Field(pattern=COMMIT_PATTERN, description="A full 40-hex commit id, never a branch.")
+    filename: str = "model.safetensors"
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    num_params: int = Field(gt=0, description="Read from the safetensors header.")
+
+    @field_validator("filename")
+    @classmethod
+    def _safetensors_only(cls, value: str) -> str:
+        if not value.endswith(".safetensors"):
+            raise ValueError(f"weights must be a .safetensors file, got {value!r}")
+        return value
+
+
+class Model(_Strict):
+    backbone: str = Field(min_length=1)
+    pretraining: str = Field(default="none", description="e.g. 'ImageNet-1k', 'CLIP', 'none'.")
+    extra_training_data: list[str] = Field(default_factory=list,
+                                           description="Training data beyond AT-USTC's training split.")
+    input_size: tuple[int, int] | None = Field(default=None, description="(height, width)")
+
+
+class Disclosures(_Strict):
+    """Test-time tricks. Entries that use any are left out of the default view."""
+
+    re_ranking: bool = False
+    test_time_augmentation: list[str] = Field(default_factory=list, description="e.g. ['flip']")
+    query_expansion: bool = False
+    notes: str = ""
+
+    @property
+    def uses_tricks(self) -> bool:
+        return self.re_ranking or self.query_expansion or bool(self.test_time_augmentation)
+
+
+class Dataset(_Strict):
+    release: Literal[RELEASES]  # type: ignore[valid-type]
+    protocol_version: str = Field(min_length=1)
+    evaluator_version: str = Field(min_length=1)
+
+
+class Verified(_Strict):
+    """Written by the shared runner after re-evaluating the exact weights."""
+
+    status: Literal[VERIFY_STATUSES]  # type: ignore[valid-type]
+    date: dt.datetime
+    tolerance: float = Field(ge=0.0, description="Largest accepted |reported - verified|, percentage points.")
+    metrics: Metrics | None = None
+    max_difference: float | None = Field(default=None, ge=0.0)
+    environment: dict[str, str] = Field(default_factory=dict)
+    message: str = ""
+
+    @model_validator(mode="after")
+    def _metrics_unless_failed(self) -> Verified:
+        if self.status != "failed" and self.metrics is None:
+            raise ValueError(f"a {self.status!r} verification must carry the metrics it measured")
+        return self
+
+
+class Moderation(_Strict):
+    flagged: bool = False
+    flag_reason: str = ""
+    withdrawn: bool = False
+    superseded_by: str | None = Field(default=None, pattern=ID_PATTERN)
+
+    @model_validator(mode="after")
+    def _flag_has_reason(self) -> Moderation:
+        if self.flagged and not self.flag_reason.strip():
+            raise ValueError("a flagged entry needs a flag_reason")
+        return self
+
+
+class Entry(_Strict):
+    schema_version: Literal[SCHEMA_VERSION]  # type: ignore[valid-type]
+    id: str = Field(pattern=ID_PATTERN, description="Unique; also the file name (ID.json).")
+    origin: Literal["paper", "submission"] = Field(
+        description="'paper': numbers reported by a publication, no weights; 'submission': weights to verify.")
+    method: Method
+    links: Links = Field(default_factory=Links)
+    submitter: str = Field(min_length=1)
+    date: dt.date
+    weights: Weights | None = None
+    model: Model
+    disclosures: Disclosures = Field(default_factory=Disclosures)
+    dataset: Dataset
+    reported: Metrics
+    verified: Verified | None = None
+    moderation: Moderation = Field(default_factory=Moderation)
+
+    @model_validator(mode="after")
+    def _submission_has_weights(self) -> Entry:
+        if self.origin == "submission" and self.weights is None:
+            raise ValueError("a submission must name its weights (hub repo, pinned revision, sha256)")
+        if self.origin == "paper" and self.verified is not None:
+            raise ValueError("a paper's reported row has no weights, so it cannot carry a verified block")
+        return self
+
+    @property
+    def any_time(self) -> dict[str, float | None]:
+        return self.reported.any_time()
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(entry)"
+
+
+def validation_problems(error: ValidationError) -> list[str]:
+    """Every problem pydantic found, one line each: ``field.path: message``."""
+    problems = []
+    for item in error.errors():
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{_location(item['loc'])}: {message}")
+    return problems
+
+
+def entry_problems(data: Any) -> list[str]:
+    """All schema problems of a parsed entry (an empty list when it is valid)."""
+    if not isinstance(data, dict):
+        return [f"an entry is a JSON object, got {type(data).__name__}"]
+    try:
+        Entry.model_validate(data)
+    except ValidationError as error:
+        return validation_problems(error)
+    return []
+
+
+def parse_entry(data: Any, source: str = "entry") -> Entry:
+    """An :class:`Entry` from parsed JSON, or a :class:`LeaderboardError` listing every problem."""
+    problems = entry_problems(data)
+    if problems:
+        raise LeaderboardError(f"{source} is not a valid leaderboard entry:\n  " + "\n  ".join(problems))
+    return Entry.model_validate(data)
+
+
+def parse_entry_text(text: str, source: str = "entry") -> Entry:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise LeaderboardError(f"{source} is not valid JSON: {error.msg} at line {error.lineno}, "
+                               f"column {error.colno}") from None
+    return parse_entry(data, source)
+
+
+def entry_json_schema() -> dict[str, Any]:
+    """The entry schema as JSON Schema (draft 2020-12), as committed in ``leaderboard/schema/``."""
+    schema = Entry.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://atzoo.dev/schema/{SCHEMA_FILE}"
+    schema["title"] = f"atzoo leaderboard entry, schema version {SCHEMA_VERSION}"
+    return schema
+
+
+def metrics_from_fractions(results: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Six scenarios of a runner's results (fractions, extra keys such as ``queries``) as an entry's
+    ``reported``/``verified`` metrics: percentages rounded to 2 decimals, as the paper prints them."""
+    metrics: dict[str, dict[str, float]] = {}
+    for name in SCENARIO_NAMES:
+        if name not in results:
+            raise LeaderboardError(f"the results lack scenario {name!r}; all six are required")
+        values = results[name]
+        missing = [m for m in METRICS if m not in values]
+        if missing:
+            raise LeaderboardError(f"scenario {name} of the results lacks {', '.join(missing)}")
+        metrics[name] = {m: round(100.0 * float(values[m]), 2) for m in METRICS}
+    return metrics
+
+
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def slugify(text: str) -> str:
+    """A lowercase id fragment: ``'CLIP-ReID (ViT-B)'`` -> ``'clip-reid-vit-b'``."""
+    return _SLUG.sub("-", text.lower()).strip("-")

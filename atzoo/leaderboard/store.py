@@ -1,0 +1,152 @@
+"""The entry registry on disk: ``LEADERBOARD_DIR/entries/ID.json``, read into cached snapshots.
+
+A snapshot is rebuilt only when an entry file is added, removed or changed (its name, size or
+modification time), so the app answers requests from memory. A file that fails validation does
+not hide the others: it is listed in ``Snapshot.problems``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atzoo.errors import LeaderboardError
+from atzoo.io import read_json, write_json_atomic
+from atzoo.leaderboard.schema import Entry, entry_problems, parse_entry
+
+ENTRIES = "entries"
+SCHEMA_DIR = "schema"
+ENV_DIR = "ATZOO_LEADERBOARD_DIR"
+
+
+def default_leaderboard_dir() -> Path:
+    """``$ATZOO_LEADERBOARD_DIR``, else ``./leaderboard`` (the registry folder of a clone)."""
+    return Path(os.environ.get(ENV_DIR) or "leaderboard")
+
+
+def entries_dir(root: str | os.PathLike) -> Path:
+    return Path(root) / ENTRIES
+
+
+def entry_path(root: str | os.PathLike, entry_id: str) -> Path:
+    return entries_dir(root) / f"{entry_id}.json"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every valid entry of a registry at one moment, plus the files that failed validation."""
+
+    root: Path
+    entries: tuple[Entry, ...]
+    problems: dict[str, list[str]] = field(default_factory=dict)
+
+    def get(self, entry_id: str) -> Entry:
+        for entry in self.entries:
+            if entry.id == entry_id:
+                return entry
+        raise LeaderboardError(f"no entry {entry_id!r} in {entries_dir(self.root)}")
+
+    @property
+    def ids(self) -> list[str]:
+        return [entry.id for entry in self.entries]
+
+
+def read_entry(path: str | os.PathLike) -> Entry:
+    """One entry file, checked; errors name the file and list every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise LeaderboardError(f"{path}: no such entry file")
+    try:
+        data = read_json(path)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise LeaderboardError(f"{path} is not valid JSON ({error})") from None
+    entry = parse_entry(data, str(path))
+    if path.suffix == ".json" and path.stem != entry.id:
+        raise LeaderboardError(f"{path}: the file name must be the entry id ({entry.id}.json)")
+    return entry
+
+
+def _scan(root: Path) -> Snapshot:
+    entries: list[Entry] = []
+    problems: dict[str, list[str]] = {}
+    for path in sorted(entries_dir(root).glob("*.json")):
+        try:
+            entries.append(read_entry(path))
+        except LeaderboardError as error:
+            problems[path.name] = str(error).splitlines()[1:] or [str(error)]
+    return Snapshot(root, tuple(entries), problems)
+
+
+def _fingerprint(root: Path) -> tuple:
+    folder = entries_dir(root)
+    if not folder.is_dir():
+        raise LeaderboardError(f"{root} is not a leaderboard registry: {folder} does not exist")
+    return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns)
+                        for e in os.scandir(folder) if e.name.endswith(".json")))
+
+
+_cache: dict[Path, tuple[tuple, Snapshot]] = {}
+_lock = threading.Lock()
+
+
+def load_snapshot(root: str | os.PathLike | None = None) -> Snapshot:
+    """The registry's entries, re-read only when a file changed since the last call."""
+    root = Path(root or default_leaderboard_dir()).resolve()
+    key = _fingerprint(root)
+    with _lock:
+        cached = _cache.get(root)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        snapshot = _scan(root)
+        _cache[root] = (key, snapshot)
+        return snapshot
+
+
+def duplicate_problems(entry: Entry, snapshot: Snapshot, *, replacing: bool = False) -> list[str]:
+    """An id already taken, or the same weights file evaluated under the same protocol and release."""
+    problems = []
+    for other in snapshot.entries:
+        if other.id == entry.id:
+            if not replacing:
+                problems.append(f"id: {entry.id!r} is already taken ({entry_path(snapshot.root, other.id)})")
+            continue
+        same_weights = (entry.weights is not None and other.weights is not None
+                        and entry.weights.sha256 == other.weights.sha256)
+        if (same_weights and entry.dataset.release == other.dataset.release
+                and entry.dataset.protocol_version == other.dataset.protocol_version):
+            problems.append(f"weights: the same weights file (sha256 {entry.weights.sha256[:12]}...) is already "
+                            f"entered for release {entry.dataset.release} as {other.id!r}")
+    return problems
+
+
+def check_entry_data(data: Any, snapshot: Snapshot | None = None) -> list[str]:
+    """Every problem of an entry that can be seen without its weights or the dataset: the schema,
+    then (given a snapshot) duplicates. Used by the app's Submit tab and ``atzoo leaderboard check``."""
+    problems = entry_problems(data)
+    if problems or snapshot is None:
+        return problems
+    return duplicate_problems(Entry.model_validate(data), snapshot)
+
+
+def write_entry(root: str | os.PathLike, entry: Entry, *, overwrite: bool = False) -> Path:
+    """Write ``entries/ID.json`` atomically; refuses to replace an entry unless ``overwrite``."""
+    path = entry_path(root, entry.id)
+    if path.exists() and not overwrite:
+        raise LeaderboardError(f"{path} already exists; choose another id")
+    write_json_atomic(path, entry.to_json())
+    return path
+
+
+def update_entry(path: str | os.PathLike, **changes: Any) -> Entry:
+    """Replace top-level fields of an entry file (e.g. ``verified=...``), re-validated, atomically."""
+    path = Path(path)
+    entry = read_entry(path)
+    data = entry.to_json()
+    for key, value in changes.items():
+        data[key] = value.model_dump(mode="json", by_alias=True) if hasattr(value, "model_dump") else value
+    updated = parse_entry(data, str(path))
+    write_json_atomic(path, updated.to_json())
+    return updated
