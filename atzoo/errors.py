@@ -30,6 +30,10 @@ class HubError(AtzooError):
     """A push to or pull from the Hugging Face Hub failed: bad repo id, checksum mismatch, not cached."""
 
 
+class ChecksumError(HubError):
+    """A downloaded file's sha256 is not the one expected: it was not loaded."""
+
+
 class UploadBlockedError(HubError):
     """The upload guard found files that must never leave the machine; nothing was sent."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atzoo.errors import HubError, UploadBlockedError
+from atzoo.errors import ChecksumError, HubError, UploadBlockedError
 from atzoo.package import CARD, CONFIG, PACKAGE_FILES, RESULTS, WEIGHTS, read_package
 
 ALLOWED_FILES = PACKAGE_FILES
@@ -254,7 +254,7 @@ def pull(ref: str, *, revision: str | None = None, sha256: str | None = None, fi
     weights = _download(repo_id, filename, revision, cache, required=True)
     actual = sha256_file(weights)
     if expected is not None and actual != expected:
-        raise HubError(f"sha256 mismatch for {filename} of {repo_id}@{revision}: expected {expected} "
+        raise ChecksumError(f"sha256 mismatch for {filename} of {repo_id}@{revision}: expected {expected} "
                        f"(from {source}), got {actual}; the file was not loaded")
     fetched = [filename]
     for name in (CONFIG, RESULTS, CARD):

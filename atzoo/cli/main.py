@@ -27,6 +27,9 @@ COMMANDS = {
     "pull": "atzoo.cli.weights_commands:pull",
     "embed": "atzoo.cli.weights_commands:embed",
     "zoo": "atzoo.cli.weights_commands:zoo",
+    "submit": "atzoo.cli.leaderboard_commands:submit",
+    "leaderboard": "atzoo.cli.leaderboard_commands:leaderboard",
+    "runner": "atzoo.cli.service_commands:runner",
 }
 
 COMMAND_HELP = {
@@ -44,6 +47,9 @@ COMMAND_HELP = {
     "pull": "Download a model package at a pinned revision, checking its sha256.",
     "embed": "Embed your own images with a model into a features file.",
     "zoo": "Pretrained weights registered by the plugins.",
+    "submit": "Check a run or package and write its leaderboard entry.",
+    "leaderboard": "Leaderboard registry: check, list, verify, moderate, schema, serve.",
+    "runner": "The shared runner as a service: job queue, workers, status.",
 }
 
 

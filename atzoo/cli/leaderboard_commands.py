@@ -1,0 +1,289 @@
+"""`atzoo submit` and `atzoo leaderboard check|list|verify|moderate|schema|serve`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from atzoo.cli.output import console, user_errors
+from atzoo.leaderboard.schema import RELEASES, TASK_FAMILIES
+
+
+def registry_option(function):
+    option = click.option("--dir", "registry_dir", type=click.Path(path_type=Path), default=None,
+                          help="The leaderboard registry (default: $ATZOO_LEADERBOARD_DIR, else ./leaderboard).")
+    return option(function)
+
+
+def _registry(registry_dir: Path | None) -> Path:
+    from atzoo.leaderboard.store import default_leaderboard_dir
+
+    return registry_dir or default_leaderboard_dir()
+
+
+def _entry_file(registry_dir: Path | None, entry: str) -> Path:
+    """ENTRY as a file path when one exists, else an id in the registry."""
+    from atzoo.leaderboard.store import entry_path
+
+    path = Path(entry)
+    return path if path.is_file() else entry_path(_registry(registry_dir), entry)
+
+
+@click.command()
+@click.argument("source", type=click.Path(path_type=Path), metavar="RUN_OR_EXPORT_DIR")
+@click.option("--weights-repo", "weights_ref", required=True, metavar="ORG/NAME@COMMIT",
+              help="Where the weights are on the Hub, pinned to a 40-hex commit (`atzoo push` prints it).")
+@click.option("--sha256", help="Expected sha256 of model.safetensors; refused when the local file differs.")
+@click.option("--submitter", required=True, help="Who submits (name, GitHub handle or e-mail).")
+@click.option("--pretraining", required=True, help="Pretraining of the backbone, e.g. ImageNet-1k, CLIP, none.")
+@click.option("--id", "entry_id", help="Entry id (default: method slug + first 8 hex of the weights' sha256).")
+@click.option("--name", help="Method name shown on the board (default: the registered method's name).")
+@click.option("--task-family", type=click.Choice(TASK_FAMILIES), default="other", show_default=True)
+@click.option("--paper", help="Link to the paper (http/https).")
+@click.option("--code", help="Link to the code (http/https).")
+@click.option("--extra-training-data", multiple=True, metavar="NAME",
+              help="Training data beyond AT-USTC's training split. Repeatable.")
+@click.option("--re-ranking", is_flag=True, help="The reported numbers use re-ranking.")
+@click.option("--tta", multiple=True, metavar="KIND", help="Test-time augmentation used, e.g. flip. Repeatable.")
+@click.option("--query-expansion", is_flag=True, help="The reported numbers use query expansion.")
+@click.option("--notes", default="", help="Anything else a reader should know about the numbers.")
+@click.option("--dataset-release", type=click.Choice(RELEASES),
+              help="AT-USTC release (needed for a run dir trained on AT-USTC; checked for a package).")
+@click.option("--dry-run", is_flag=True, help="Check everything and print the entry; write nothing.")
+@registry_option
+def submit(source: Path, weights_ref: str, sha256: str | None, submitter: str, pretraining: str,
+           entry_id: str | None, name: str | None, task_family: str, paper: str | None, code: str | None,
+           extra_training_data: tuple[str, ...], re_ranking: bool, tta: tuple[str, ...], query_expansion: bool,
+           notes: str, dataset_release: str | None, dry_run: bool, registry_dir: Path | None) -> None:
+    """Check a run directory or an exported package and write its leaderboard entry."""
+    from atzoo.leaderboard.store import load_snapshot, write_entry
+    from atzoo.leaderboard.submit import next_step, prepare_submission
+
+    root = _registry(registry_dir)
+    with user_errors():
+        submission = prepare_submission(
+            source, weights_ref=weights_ref, sha256=sha256, submitter=submitter, pretraining=pretraining,
+            entry_id=entry_id, name=name, task_family=task_family, paper=paper, code=code,
+            extra_training_data=extra_training_data, re_ranking=re_ranking, tta=tta,
+            query_expansion=query_expansion, notes=notes, dataset_release=dataset_release,
+            snapshot=load_snapshot(root))
+        for note in submission.notes:
+            click.echo(f"Note: {note}", err=True)
+        if dry_run:
+            click.echo(json.dumps(submission.entry.to_json(), indent=2))
+            click.echo("Dry run: every check passed; nothing was written.", err=True)
+            return
+        path = write_entry(root, submission.entry)
+    click.echo(next_step(path))
+
+
+@click.group()
+def leaderboard() -> None:
+    """The leaderboard registry: check, list, verify, moderate entries; export the schema; serve the app."""
+
+
+@leaderboard.command("check")
+@click.argument("entry_files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@registry_option
+@click.pass_context
+def check(ctx: click.Context, entry_files: tuple[Path, ...], registry_dir: Path | None) -> None:
+    """List every problem of ENTRY_FILES (schema, duplicates in the registry); exit 2 when any."""
+    from atzoo.errors import LeaderboardError
+    from atzoo.leaderboard.store import load_snapshot
+
+    snapshot = None
+    try:
+        snapshot = load_snapshot(_registry(registry_dir))
+    except LeaderboardError as error:
+        click.echo(f"Note: duplicates not checked: {error}", err=True)
+    failed = 0
+    for path in entry_files:
+        problems = _file_problems(path, snapshot)
+        if problems:
+            failed += 1
+            click.echo(f"{path}: {len(problems)} problem(s)")
+            for problem in problems:
+                click.echo(f"  - {problem}")
+        else:
+            click.echo(f"{path}: ok")
+    if failed:
+        click.echo(f"{failed} of {len(entry_files)} file(s) have problems", err=True)
+        ctx.exit(2)
+
+
+def _file_problems(path: Path, snapshot) -> list[str]:
+    from atzoo.leaderboard.schema import Entry, entry_problems
+    from atzoo.leaderboard.store import duplicate_problems, entry_path
+
+    if not path.is_file():
+        return ["no such file"]
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        return [f"not valid JSON ({error})"]
+    problems = entry_problems(data)
+    if problems or snapshot is None:
+        return problems
+    entry = Entry.model_validate(data)
+    registered = entry_path(snapshot.root, entry.id)
+    in_registry = path.resolve().parent == registered.parent
+    if in_registry and path.resolve() != registered:
+        problems.append(f"the file name must be the entry id ({entry.id}.json)")
+    return problems + duplicate_problems(entry, snapshot, replacing=path.resolve() == registered)
+
+
+def _status(entry) -> str:
+    if entry.verified is not None:
+        return entry.verified.status
+    return "reported (paper)" if entry.origin == "paper" else "unverified"
+
+
+def _marks(entry) -> str:
+    moderation = entry.moderation
+    marks = [label for label, on in (("flagged", moderation.flagged), ("withdrawn", moderation.withdrawn),
+                                     ("tricks", entry.disclosures.uses_tricks)) if on]
+    if moderation.superseded_by:
+        marks.append(f"superseded by {moderation.superseded_by}")
+    return ", ".join(marks)
+
+
+def _row(entry) -> dict:
+    any_time = entry.any_time
+    return {"id": entry.id, "method": entry.method.name, "origin": entry.origin, "release": entry.dataset.release,
+            "status": _status(entry), "any_time_rank1": any_time["rank1"], "any_time_mAP": any_time["mAP"],
+            "marks": _marks(entry)}
+
+
+@leaderboard.command("list")
+@click.option("--release", type=click.Choice(RELEASES), help="Only entries of this dataset release.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@registry_option
+def list_entries(release: str | None, as_json: bool, registry_dir: Path | None) -> None:
+    """Entries with their verification status and Any-Time Rank-1 / mAP (%), best first."""
+    from atzoo.leaderboard.store import load_snapshot
+
+    with user_errors():
+        snapshot = load_snapshot(_registry(registry_dir))
+    for name, problems in snapshot.problems.items():
+        click.echo(f"Warning: {name} was skipped: {'; '.join(problems)}", err=True)
+    entries = [e for e in snapshot.entries if release is None or e.dataset.release == release]
+    rows = sorted((_row(e) for e in entries), key=lambda r: (r["release"], -r["any_time_rank1"]))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"atzoo leaderboard ({len(rows)} entries)", show_header=True)
+    for column in ("id", "method", "origin", "release", "status", "Any-Time R1", "Any-Time mAP", "marks"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(row["id"], row["method"], row["origin"], row["release"], row["status"],
+                      f"{row['any_time_rank1']:.2f}", f"{row['any_time_mAP']:.2f}", row["marks"])
+    console().print(table)
+
+
+@leaderboard.command("verify")
+@click.argument("entry", metavar="ENTRY_ID_OR_FILE")
+@click.option("--data", "data_root", required=True, type=click.Path(path_type=Path),
+              help="Local dataset root of the entry's release (the synthetic root for synthetic entries).")
+@click.option("--tolerance", type=float, default=None, help="Accepted |reported - measured|, percentage points "
+                                                            "(default 0.5).")
+@click.option("--device", help="cpu or cuda (default: cuda when available).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@registry_option
+def verify(entry: str, data_root: Path, tolerance: float | None, device: str | None, no_progress: bool,
+           registry_dir: Path | None) -> None:
+    """Fetch the entry's exact weights, re-evaluate them on the local dataset, write the verified block."""
+    from atzoo.leaderboard.verify import DEFAULT_TOLERANCE, verify_entry
+
+    path = _entry_file(registry_dir, entry)
+    with user_errors():
+        result = verify_entry(path, data_root, tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
+                              device=device, progress=not no_progress)
+    verified = result.verified
+    difference = "-" if verified.max_difference is None else f"{verified.max_difference:.2f}"
+    click.echo(f"{result.id}: {verified.status} (max difference {difference} points, tolerance "
+               f"{verified.tolerance}) - {verified.message}")
+    click.echo(f"Written to {path}")
+
+
+@leaderboard.command("moderate")
+@click.argument("entry_id")
+@click.option("--flag", "flag_reason", metavar="REASON", help="Flag the entry, with the reason shown beside it.")
+@click.option("--unflag", is_flag=True, help="Remove the flag.")
+@click.option("--withdraw", is_flag=True, help="Withdraw the entry (kept on disk, hidden by default).")
+@click.option("--superseded-by", metavar="ID", help="Mark the entry as replaced by entry ID.")
+@registry_option
+def moderate(entry_id: str, flag_reason: str | None, unflag: bool, withdraw: bool, superseded_by: str | None,
+             registry_dir: Path | None) -> None:
+    """Flag, unflag, withdraw or supersede one entry (exactly one action)."""
+    from atzoo.leaderboard import moderation
+
+    actions = [a for a in (flag_reason is not None, unflag, withdraw, superseded_by is not None) if a]
+    if len(actions) != 1:
+        raise click.UsageError("choose exactly one of --flag REASON, --unflag, --withdraw, --superseded-by ID")
+    root = _registry(registry_dir)
+    with user_errors():
+        if flag_reason is not None:
+            entry = moderation.flag(root, entry_id, flag_reason)
+        elif unflag:
+            entry = moderation.unflag(root, entry_id)
+        elif withdraw:
+            entry = moderation.withdraw(root, entry_id)
+        else:
+            entry = moderation.supersede(root, entry_id, superseded_by)
+    click.echo(f"{entry.id}: {json.dumps(entry.moderation.model_dump())}")
+
+
+@leaderboard.command("schema")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Where to write the JSON Schema ('-' for stdout; default: the registry's schema/ folder).")
+@registry_option
+def schema(out: Path | None, registry_dir: Path | None) -> None:
+    """Export the entry schema as JSON Schema (draft 2020-12)."""
+    from atzoo.io import write_text_atomic
+    from atzoo.leaderboard.schema import SCHEMA_FILE, entry_json_schema
+    from atzoo.leaderboard.store import SCHEMA_DIR
+
+    text = json.dumps(entry_json_schema(), indent=2) + "\n"
+    if out is not None and str(out) == "-":
+        click.echo(text, nl=False)
+        return
+    target = out or _registry(registry_dir) / SCHEMA_DIR / SCHEMA_FILE
+    write_text_atomic(target, text)
+    click.echo(f"JSON Schema written to {target}")
+
+
+@leaderboard.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=None, help="Port (default: Gradio's, 7860 or the next free one).")
+@click.option("--share", is_flag=True, help="Also open a public Gradio share link.")
+@click.option("--runner-dir", type=click.Path(path_type=Path), default=None,
+              help="Show this runner directory's verification queue (see `atzoo runner`).")
+@click.option("--model", "models", multiple=True, metavar="LABEL=PATH",
+              help="Offer a model package or run directory on the Demo tab (repeatable).")
+@click.option("--local-paths/--no-local-paths", default=None,
+              help="Let Demo visitors load models by server path (default: only on 127.0.0.1 without --share).")
+@registry_option
+def serve(host: str, port: int | None, share: bool, runner_dir: Path | None, models: tuple[str, ...],
+          local_paths: bool | None, registry_dir: Path | None) -> None:
+    """Start the leaderboard app (Gradio) on the registry."""
+    from atzoo.leaderboard.app import serve as serve_app
+
+    with user_errors():
+        demo_models = dict(_label_and_path(item) for item in models)
+        serve_app(_registry(registry_dir), host=host, port=port, share=share, runner_dir=runner_dir,
+                  demo_models=demo_models, allow_local_paths=local_paths)
+
+
+def _label_and_path(item: str) -> tuple[str, str]:
+    from atzoo.errors import AtzooError
+
+    label, sep, path = item.partition("=")
+    if not sep or not label.strip() or not path.strip():
+        raise AtzooError(f"--model {item!r}: expected LABEL=PATH (a model package or run directory)")
+    if not Path(path).exists():
+        raise AtzooError(f"--model {item!r}: {path} does not exist")
+    return label.strip(), path.strip()

@@ -1,0 +1,416 @@
+"""The leaderboard app: Leaderboard, Compare, Demo, Submit and About tabs (Gradio).
+
+Every request reads the registry through :func:`load_snapshot`, which answers from memory until
+an entry file changes. Every data function has an ``api_name``, so the app is scriptable with
+``gradio_client``. A user's bad input is answered with ``gr.Error`` (a message in the page),
+never a stack trace.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import gradio as gr
+import pandas as pd
+
+from atzoo.errors import AtzooError
+from atzoo.leaderboard import demo as demo_logic
+from atzoo.leaderboard import plots
+from atzoo.leaderboard.schema import RELEASES
+from atzoo.leaderboard.store import Snapshot, check_entry_data, load_snapshot
+from atzoo.leaderboard.table import (ANY_TIME, COLUMNS, DEFAULT_RELEASE, METRIC_CHOICES, METRIC_LABELS,
+                                     SORT_CHOICES, Filters, backbone_choices, build_table, entry_choices,
+                                     rows_to_csv, task_family_choices)
+from atzoo.protocol import SCENARIO_NAMES
+
+log = logging.getLogger(__name__)
+
+LOCAL_CHOICE = "local path (below)"
+MAX_ENTRY_BYTES = 1024 * 1024
+MAX_UPLOAD = "25mb"
+NUMBER_COLUMNS = {"Rank", ANY_TIME, *SCENARIO_NAMES, "Params (M)"}
+COMPARE_DEFAULT = 4
+COLUMN_WIDTHS = {"Rank": "64px", "Method": "210px", "ID": "200px", "Status": "175px", "Backbone": "240px",
+                 "Task family": "110px", "Params (M)": "100px", "Flags": "240px"}
+
+ABOUT = """
+## The benchmark
+
+AT-USTC evaluates **anytime person re-identification** in six scenarios: day-time (DT, RGB),
+night-time (NT, infrared) and all-day (AD, cross-modality), each short-term (ST, same clothes)
+and long-term (LT, clothes changed). **Any-Time** is the plain mean of the six scenarios; the
+project computes it, submitters never provide it. Metrics are Rank-1 (R1), mAP and mINP in percent.
+
+## Dataset releases
+
+Numbers on the 403k release, the 135k release and the synthetic dataset are not comparable,
+so one table shows one release, never a mix.
+
+## The licence rule
+
+AT-USTC is licensed for research and may not be redistributed: its images are never shipped,
+uploaded or rendered here. The Demo tab uses images you upload or the bundled *synthetic*
+gallery, drawn by atzoo's procedural generator. Only aggregate metrics ever leave a machine.
+
+## How verification works
+
+A submission names its weights by Hub repo, pinned commit and sha256. `atzoo leaderboard verify
+ENTRY --data ROOT` downloads exactly those weights (the hash is checked), evaluates them with the
+shared runner on a local copy of the dataset and compares every reported number with the measured
+one. Within the stated tolerance the entry becomes **verified**; otherwise **mismatch** (or
+**failed** when it cannot be evaluated). The paper's rows are marked **reported by paper**: no
+weights were published, so they cannot be verified.
+
+## Test-time tricks and moderation
+
+Re-ranking, flip or other test-time augmentation and query expansion must be disclosed; entries
+using them, flagged entries and withdrawn entries are hidden by default and the table says how
+many were hidden.
+"""
+
+
+def user_errors(function: Callable) -> Callable:
+    """Turn the library's errors into a message shown in the page; never a stack trace."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except gr.Error:
+            raise
+        except AtzooError as error:
+            raise gr.Error(str(error)) from None
+        except Exception as error:  # noqa: BLE001 - the page must show a message, not a traceback
+            log.exception("leaderboard app: unexpected error in %s", function.__name__)
+            raise gr.Error(f"unexpected error ({type(error).__name__}): {error}") from None
+
+    return wrapper
+
+
+def _file_path(value: Any) -> str | None:
+    """The local path of an uploaded file, whatever form gradio hands it in."""
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        return str(value)
+    if isinstance(value, dict):
+        return value.get("path") or value.get("name")
+    return getattr(value, "path", None) or getattr(value, "name", None)
+
+
+class LeaderboardApp:
+    """The handlers behind the page, bound to one registry (and optionally one runner folder)."""
+
+    def __init__(self, leaderboard_dir: str | os.PathLike, *, runner_dir: str | os.PathLike | None = None,
+                 demo_models: Mapping[str, str] | Sequence[str] | None = None, registry=None,
+                 allow_local_paths: bool = True) -> None:
+        self.root = Path(leaderboard_dir)
+        self.allow_local_paths = allow_local_paths
+        self.runner_dir = Path(runner_dir) if runner_dir else None
+        if isinstance(demo_models, Mapping):
+            self.demo_models = dict(demo_models)
+        else:
+            self.demo_models = {str(ref): str(ref) for ref in demo_models or ()}
+        self.models = demo_logic.ModelCache(registry)
+        self.registry = registry
+        load_snapshot(self.root)
+
+    def snapshot(self) -> Snapshot:
+        return load_snapshot(self.root)
+
+    # -- Leaderboard -------------------------------------------------------------------------
+
+    @staticmethod
+    def filters(release: str, verified_only: bool, task_families: Sequence[str] | None,
+                backbones: Sequence[str] | None, show_flagged: bool, include_tricks: bool, search: str) -> Filters:
+        return Filters(release=release or DEFAULT_RELEASE, verified_only=bool(verified_only),
+                       task_families=tuple(task_families or ()), backbones=tuple(backbones or ()),
+                       show_flagged=bool(show_flagged), include_tricks=bool(include_tricks),
+                       include_withdrawn=bool(show_flagged), search=search or "")
+
+    def table(self, metric: str, release: str, verified_only: bool, task_families, backbones, show_flagged: bool,
+              include_tricks: bool, search: str, sort_by: str):
+        filters = self.filters(release, verified_only, task_families, backbones, show_flagged, include_tricks,
+                               search)
+        return build_table(self.snapshot(), metric or "rank1", filters, sort_by or ANY_TIME)
+
+    def leaderboard(self, metric: str, release: str, verified_only: bool, task_families, backbones,
+                    show_flagged: bool, include_tricks: bool, search: str, sort_by: str):
+        """The table (numbers shown with two decimals) and a line on what it shows and hides."""
+        table = self.table(metric, release, verified_only, task_families, backbones, show_flagged, include_tricks,
+                           search, sort_by)
+        frame = pd.DataFrame([[row[c] for c in COLUMNS] for row in table.rows], columns=list(COLUMNS))
+        return _styled(frame), self.summary(len(table.rows), table.hidden_message, release or DEFAULT_RELEASE, metric)
+
+    def summary(self, shown: int, hidden: str, release: str, metric: str) -> str:
+        label = METRIC_LABELS.get(metric, metric)
+        parts = [f"**{shown} entr{'y' if shown == 1 else 'ies'}** on the {release} release, {label} in percent."]
+        if hidden:
+            parts.append(f"{hidden} (tick *show flagged / withdrawn* or *include test-time tricks* to see them).")
+        problems = self.snapshot().problems
+        if problems:
+            parts.append(f"{len(problems)} entry file(s) failed validation and are not shown: "
+                         + ", ".join(sorted(problems)) + ".")
+        return " ".join(parts)
+
+    def csv(self, metric: str, release: str, verified_only: bool, task_families, backbones, show_flagged: bool,
+            include_tricks: bool, search: str, sort_by: str) -> str:
+        """The table shown, as a CSV file to download."""
+        from atzoo.io import write_text_atomic
+
+        table = self.table(metric, release, verified_only, task_families, backbones, show_flagged, include_tricks,
+                           search, sort_by)
+        folder = Path(tempfile.mkdtemp(prefix="atzoo-leaderboard-"))
+        path = folder / f"atzoo-leaderboard-{release or DEFAULT_RELEASE}-{metric or 'rank1'}.csv"
+        write_text_atomic(path, rows_to_csv(table.rows))
+        return str(path)
+
+    def queue(self) -> pd.DataFrame:
+        """The verification queue of the configured runner folder, or one row saying why there is none."""
+        if self.runner_dir is None:
+            return pd.DataFrame({"message": ["no runner directory configured"]})
+        try:
+            from atzoo.service import queue_rows
+        except ImportError:
+            return pd.DataFrame({"message": ["no runner directory configured (the runner service is not installed)"]})
+        rows = queue_rows(self.runner_dir)
+        return pd.DataFrame(rows) if rows else pd.DataFrame({"message": ["the queue is empty"]})
+
+    # -- Compare -----------------------------------------------------------------------------
+
+    def default_compare(self, release: str = DEFAULT_RELEASE) -> list[str]:
+        rows = build_table(self.snapshot(), "rank1", Filters(release=release)).rows
+        return [row["ID"] for row in rows[:COMPARE_DEFAULT]]
+
+    def compare(self, entry_ids: Sequence[str] | None, metric: str):
+        """The four comparison figures for the selected entries."""
+        snapshot = self.snapshot()
+        entries = [snapshot.get(entry_id) for entry_id in entry_ids or ()]
+        metric = metric or "rank1"
+        return (plots.radar_plot(entries, metric), plots.gap_plot(entries, metric),
+                plots.reported_vs_verified_plot(entries, metric), plots.anytime_vs_params_plot(entries, metric))
+
+    # -- Demo --------------------------------------------------------------------------------
+
+    def model_choices(self) -> list[str]:
+        try:
+            zoo = demo_logic.zoo_choices(self.registry)
+        except AtzooError as error:
+            log.warning("leaderboard app: the zoo cannot be listed: %s", error)
+            zoo = []
+        return [*self.demo_models, *zoo, *([LOCAL_CHOICE] if self.allow_local_paths else [])]
+
+    def model_reference(self, choice: str | None, local_path: str | None) -> str:
+        """The model to load: one of the offered choices, or a local path where the app allows them
+        (on a public deployment a visitor must not make the server open arbitrary folders)."""
+        if choice == LOCAL_CHOICE or not choice:
+            if not self.allow_local_paths:
+                raise AtzooError("this app does not load models from local paths; choose one of the listed models")
+            if not (local_path or "").strip():
+                raise AtzooError("give the path of a model package or run directory, or choose a zoo model")
+            return local_path.strip()
+        if choice not in self.model_choices():
+            raise AtzooError(f"unknown model {choice!r}; choose one of: {', '.join(self.model_choices())}")
+        return self.demo_models.get(choice, choice)
+
+    def demo(self, choice: str | None, local_path: str | None, query_file: Any, gallery_files: Any,
+             use_synthetic: bool, head: str | None):
+        """Rank the gallery against the query; returns the query, the ranked gallery and a note."""
+        model = self.models.get(self.model_reference(choice, local_path))
+        query = _file_path(query_file)
+        if use_synthetic:
+            bundled = demo_logic.synthetic_gallery()
+            gallery = [str(p) for p in bundled.gallery]
+            query = query or str(bundled.query)
+        else:
+            gallery = [_file_path(item) for item in gallery_files or ()]
+        if query is None:
+            raise AtzooError("upload a query image (or tick 'use the bundled synthetic gallery')")
+        ranked = demo_logic.rank_gallery(model, query, gallery, head)
+        head_note = (f"head **{head}**" if model.num_heads > 1
+                     else "a one-output model (the same feature for every scenario)")
+        note = f"{len(ranked)} gallery images ranked by cosine similarity with {head_note} of `{model.source}`."
+        query_image = demo_logic.open_image(query, "the query image")
+        return query_image, [(image, f"score {score:.3f}") for image, score in ranked], note
+
+    # -- Submit ------------------------------------------------------------------------------
+
+    def validate_entry(self, text: str | None, upload: Any) -> str:
+        """Every problem of a pasted or uploaded entry, as Markdown (schema, then duplicates)."""
+        source, raw = self._entry_source(text, upload)
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as error:
+            return (f"### Not valid JSON\n\n{source} is not valid JSON: {error.msg} at line {error.lineno}, "
+                    f"column {error.colno}.")
+        problems = check_entry_data(data, self.snapshot())
+        if not problems:
+            return (f"### Valid\n\n{source} is a valid entry and duplicates none. Submit it with "
+                    "`atzoo submit` (a pull request adding it under `leaderboard/entries/`).")
+        listed = "\n".join(f"- `{problem}`" for problem in problems)
+        return f"### {len(problems)} problem{'s' if len(problems) > 1 else ''}\n\n{listed}"
+
+    @staticmethod
+    def _entry_source(text: str | None, upload: Any) -> tuple[str, str]:
+        path = _file_path(upload)
+        if path:
+            file = Path(path)
+            if file.stat().st_size > MAX_ENTRY_BYTES:
+                raise AtzooError(f"{file.name} is larger than {MAX_ENTRY_BYTES // 1024} KB; an entry is a small "
+                                 f"JSON file")
+            try:
+                return file.name, file.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise AtzooError(f"{file.name} is not a UTF-8 text file; upload the entry's .json file") from None
+        if not (text or "").strip():
+            raise AtzooError("paste an entry's JSON or upload its .json file")
+        if len(text) > MAX_ENTRY_BYTES:
+            raise AtzooError(f"the pasted text is larger than {MAX_ENTRY_BYTES // 1024} KB; an entry is small")
+        return "the pasted entry", text
+
+
+def _styled(frame: pd.DataFrame):
+    """Scores with two decimals and blank cells for numbers the entry does not report."""
+    scores = [c for c in COLUMNS if c in NUMBER_COLUMNS and c != "Rank"]
+    for column in scores:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+    return frame.style.format("{:.2f}", subset=scores, na_rep="")
+
+
+def _leaderboard_tab(app: LeaderboardApp, blocks: gr.Blocks) -> None:
+    snapshot = app.snapshot()
+    with gr.Row():
+        metric = gr.Radio([(METRIC_LABELS[m], m) for m in METRIC_CHOICES], value="rank1", label="Metric")
+        release = gr.Radio(list(RELEASES), value=DEFAULT_RELEASE, label="Dataset release (one at a time)")
+        sort_by = gr.Dropdown(list(SORT_CHOICES), value=ANY_TIME, label="Sort by")
+    with gr.Row():
+        search = gr.Textbox(label="Search", placeholder="method, id, backbone, submitter", elem_id="lb-search")
+        families = gr.Dropdown(task_family_choices(), multiselect=True, label="Task family (all when empty)",
+                               elem_id="lb-families")
+        backbones = gr.Dropdown(backbone_choices(snapshot), multiselect=True, allow_custom_value=True,
+                                label="Backbone (all when empty)")
+    with gr.Row():
+        verified_only = gr.Checkbox(label="verified only", elem_id="lb-verified")
+        show_flagged = gr.Checkbox(label="show flagged / withdrawn")
+        include_tricks = gr.Checkbox(label="include test-time tricks")
+    summary = gr.Markdown(elem_id="lb-summary")
+    frame = gr.Dataframe(headers=list(COLUMNS), interactive=False, wrap=False, max_height=640,
+                         datatype=["number" if c in NUMBER_COLUMNS else "str" for c in COLUMNS],
+                         column_widths=[COLUMN_WIDTHS.get(c, "84px") for c in COLUMNS], elem_id="lb-table")
+    blocks.load(lambda: gr.update(choices=backbone_choices(app.snapshot())), None, backbones,
+                api_visibility="private")
+    csv_button = gr.DownloadButton("Download CSV of this table", size="sm", elem_id="lb-csv")
+    inputs = [metric, release, verified_only, families, backbones, show_flagged, include_tricks, search, sort_by]
+    triggers = [blocks.load, *(c.change for c in inputs if c is not search), search.submit]
+    gr.on(triggers, user_errors(app.leaderboard), inputs, [frame, summary], api_name="leaderboard")
+    gr.on(triggers, user_errors(app.csv), inputs, csv_button, api_name="csv")
+    with gr.Accordion("Verification queue", open=False):
+        queue = gr.Dataframe(interactive=False)
+        refresh = gr.Button("Refresh queue", size="sm")
+    gr.on([blocks.load, refresh.click], user_errors(app.queue), None, queue, api_name="queue")
+
+
+def _compare_tab(app: LeaderboardApp, blocks: gr.Blocks) -> None:
+    with gr.Row():
+        entries = gr.Dropdown(entry_choices(app.snapshot()), value=app.default_compare(), multiselect=True,
+                              allow_custom_value=True, label="Entries to compare", scale=4, elem_id="cmp-entries")
+        metric = gr.Radio([(METRIC_LABELS[m], m) for m in METRIC_CHOICES], value="rank1", label="Metric", scale=1)
+    with gr.Row():
+        radar = gr.Plot(label="Six scenarios", show_label=False, elem_id="cmp-radar")
+        gap = gr.Plot(label="Short- vs long-term and day vs night gaps", show_label=False, elem_id="cmp-gap")
+    with gr.Row():
+        verified = gr.Plot(label="Reported vs verified", show_label=False, elem_id="cmp-verified")
+        params = gr.Plot(label="Any-Time vs parameters", show_label=False, elem_id="cmp-params")
+    blocks.load(lambda: gr.update(choices=entry_choices(app.snapshot())), None, entries, api_visibility="private")
+    gr.on([blocks.load, entries.change, metric.change], user_errors(app.compare), [entries, metric],
+          [radar, gap, verified, params], api_name="compare")
+
+
+def _demo_tab(app: LeaderboardApp) -> None:
+    gr.Markdown("Rank gallery images against a query with a zoo model or a local package / run directory. "
+                "Only your uploads or the bundled **synthetic** gallery are used; never AT-USTC images.")
+    choices = app.model_choices()
+    with gr.Row():
+        with gr.Column():
+            model = gr.Dropdown(choices, value=choices[0] if choices else None, label="Model", elem_id="demo-model")
+            local_path = gr.Textbox(label="Local model package or run directory", placeholder="/path/to/package",
+                                    visible=app.allow_local_paths)
+            head = gr.Dropdown(list(SCENARIO_NAMES), value=SCENARIO_NAMES[0], label="Scenario head",
+                               info="one-output models use their single feature for every scenario")
+            query = gr.File(label="Query image", file_types=["image"], height=130, elem_id="demo-query")
+            gallery_files = gr.File(label="Gallery images", file_count="multiple", file_types=["image"],
+                                    height=130, elem_id="demo-gallery-files")
+            synthetic = gr.Checkbox(value=True, label="use the bundled synthetic gallery", elem_id="demo-synthetic")
+            run = gr.Button("Rank the gallery", variant="primary", elem_id="demo-run")
+        with gr.Column(scale=2):
+            query_view = gr.Image(label="Query", interactive=False, height=200)
+            note = gr.Markdown(elem_id="demo-note")
+            ranked = gr.Gallery(label="Ranked gallery", columns=6, height="auto", elem_id="demo-gallery")
+    run.click(user_errors(app.demo), [model, local_path, query, gallery_files, synthetic, head],
+              [query_view, ranked, note], api_name="demo")
+
+
+def _submit_tab(app: LeaderboardApp) -> None:
+    gr.Markdown("Paste an entry or upload its `.json` file to see every problem the registry would reject "
+                "it for (schema, metric ranges, all six scenarios, duplicates). Weights and dataset checks "
+                "run in `atzoo submit` and `atzoo leaderboard verify`.")
+    with gr.Row():
+        text = gr.Textbox(label="Entry JSON", lines=14, max_lines=30, placeholder='{"schema_version": 1, ...}',
+                          elem_id="submit-text")
+        upload = gr.File(label="or upload ENTRY.json", file_types=[".json"], elem_id="submit-file")
+    check = gr.Button("Validate", variant="primary", elem_id="submit-run")
+    result = gr.Markdown(elem_id="submit-result")
+    check.click(user_errors(app.validate_entry), [text, upload], result, api_name="validate_entry")
+
+
+def build_app(leaderboard_dir: str | os.PathLike, *, runner_dir: str | os.PathLike | None = None,
+              demo_models: Mapping[str, str] | Sequence[str] | None = None, registry=None,
+              allow_local_paths: bool = True) -> gr.Blocks:
+    """The leaderboard app over the registry at `leaderboard_dir` (its ``entries/`` folder).
+
+    `runner_dir`: a verification runner's folder whose queue the Leaderboard tab shows.
+    `demo_models`: extra models offered on the Demo tab, label -> package or run directory.
+    `allow_local_paths`: let the Demo tab load any package or run folder on the server by path.
+    """
+    app = LeaderboardApp(leaderboard_dir, runner_dir=runner_dir, demo_models=demo_models, registry=registry,
+                         allow_local_paths=allow_local_paths)
+    with gr.Blocks(title="atzoo leaderboard: anytime person re-identification", fill_width=True) as blocks:
+        gr.Markdown("# atzoo leaderboard\nAnytime person re-identification on AT-USTC: six scenarios, "
+                    "Any-Time = their mean. Reported numbers, verified numbers and disclosures side by side.")
+        with gr.Tabs():
+            with gr.Tab("Leaderboard", id="leaderboard"):
+                _leaderboard_tab(app, blocks)
+            with gr.Tab("Compare", id="compare"):
+                _compare_tab(app, blocks)
+            with gr.Tab("Demo", id="demo"):
+                _demo_tab(app)
+            with gr.Tab("Submit", id="submit"):
+                _submit_tab(app)
+            with gr.Tab("About", id="about"):
+                gr.Markdown(ABOUT)
+    blocks.atzoo_app = app
+    return blocks
+
+
+def serve(leaderboard_dir: str | os.PathLike, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
+          *, runner_dir: str | os.PathLike | None = None, demo_models: Mapping[str, str] | None = None,
+          allow_local_paths: bool | None = None, **launch_kwargs: Any) -> gr.Blocks:
+    """Build the app and serve it (blocking unless ``prevent_thread_lock=True``); returns the Blocks.
+
+    Local model paths on the Demo tab are allowed by default only when the app is private (served on
+    the loopback interface without a share link)."""
+    if allow_local_paths is None:
+        allow_local_paths = host in ("127.0.0.1", "localhost", "::1") and not share
+    blocks = build_app(leaderboard_dir, runner_dir=runner_dir, demo_models=demo_models,
+                       allow_local_paths=allow_local_paths)
+    launch_kwargs.setdefault("max_file_size", MAX_UPLOAD)
+    launch_kwargs.setdefault("show_error", True)
+    blocks.queue(default_concurrency_limit=4)
+    blocks.launch(server_name=host, server_port=port, share=share, **launch_kwargs)
+    return blocks

@@ -1,0 +1,50 @@
+"""Moderation: flag (with a reason), unflag, withdraw, supersede. Entries are never deleted, so a
+result once shown stays traceable; the app hides flagged, withdrawn and superseded rows by default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from atzoo.errors import LeaderboardError
+from atzoo.leaderboard.schema import Entry
+from atzoo.leaderboard.store import entry_path, load_snapshot, read_entry, update_entry
+
+
+def _moderation(root: str | os.PathLike, entry_id: str) -> tuple[Path, dict]:
+    path = entry_path(root, entry_id)
+    if not path.is_file():
+        raise LeaderboardError(f"no entry {entry_id!r} in the registry {root} (expected {path})")
+    return path, read_entry(path).moderation.model_dump()
+
+
+def flag(root: str | os.PathLike, entry_id: str, reason: str) -> Entry:
+    """Mark an entry as disputed; the reason is shown beside it."""
+    if not reason.strip():
+        raise LeaderboardError(f"flagging {entry_id} needs a reason (what is wrong, and where it was reported)")
+    path, moderation = _moderation(root, entry_id)
+    return update_entry(path, moderation={**moderation, "flagged": True, "flag_reason": reason.strip()})
+
+
+def unflag(root: str | os.PathLike, entry_id: str) -> Entry:
+    path, moderation = _moderation(root, entry_id)
+    return update_entry(path, moderation={**moderation, "flagged": False, "flag_reason": ""})
+
+
+def withdraw(root: str | os.PathLike, entry_id: str) -> Entry:
+    """The submitter (or a maintainer) retracts the entry; it stays on disk, hidden by default."""
+    path, moderation = _moderation(root, entry_id)
+    return update_entry(path, moderation={**moderation, "withdrawn": True})
+
+
+def supersede(root: str | os.PathLike, entry_id: str, by: str) -> Entry:
+    """Point an entry at its replacement, which must exist in the same registry."""
+    if by == entry_id:
+        raise LeaderboardError(f"entry {entry_id} cannot supersede itself")
+    path, moderation = _moderation(root, entry_id)
+    successor = load_snapshot(root).get(by)
+    current = read_entry(path)
+    if successor.dataset.release != current.dataset.release:
+        raise LeaderboardError(f"{by} is on release {successor.dataset.release}, {entry_id} on "
+                               f"{current.dataset.release}; an entry is superseded only within one release")
+    return update_entry(path, moderation={**moderation, "superseded_by": by})

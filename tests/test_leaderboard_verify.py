@@ -1,0 +1,165 @@
+"""Verification: the exact weights from a (fake, offline) Hub cache re-evaluated on the tiny
+synthetic dataset, compared with the reported numbers, and the verified block written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from atzoo.errors import LeaderboardError
+from atzoo.io import read_json, write_json_atomic
+from atzoo.leaderboard.store import entry_path, read_entry, update_entry
+from atzoo.leaderboard.submit import submit
+from atzoo.leaderboard.verify import DEFAULT_TOLERANCE, measure_package, verify_entry
+from atzoo.package import aggregate_metrics, read_package
+from atzoo.protocol import SCENARIO_NAMES
+from tests.packages import make_package, populate_hf_cache
+
+REPO = "org/tiny-baseline"
+
+
+@pytest.fixture()
+def hf_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture()
+def registry(tmp_path):
+    root = tmp_path / "leaderboard"
+    (root / "entries").mkdir(parents=True)
+    return root
+
+
+@pytest.fixture()
+def submitted(tmp_path, hf_cache, registry, tiny_synth_root) -> tuple[Path, Path]:
+    """(entry file, package): the package's results measured on the tiny root the way verify does,
+    pushed to the fake Hub cache, then submitted."""
+    package = make_package(tmp_path)
+    measured = measure_package(read_package(package), tiny_synth_root, device="cpu", progress=False)
+    write_json_atomic(package / "results.json", aggregate_metrics(measured))
+    commit = populate_hf_cache(hf_cache, REPO, package)
+    path = submit(package, registry, weights_ref=f"{REPO}@{commit}", submitter="Tester", pretraining="none")
+    return path, package
+
+
+def edit_reported(path: Path, scenario: str, metric: str, delta: float) -> float:
+    """Move a reported metric by |delta| (up, unless that passes 100) and return the new value."""
+    data = read_entry(path).to_json()
+    old = data["reported"][scenario][metric]
+    value = round(old + delta if old + delta <= 100.0 else old - delta, 2)
+    data["reported"][scenario][metric] = value
+    update_entry(path, reported=data["reported"])
+    return value
+
+
+def test_reported_numbers_the_runner_reproduces_are_verified(submitted, tiny_synth_root):
+    path, _ = submitted
+    entry = verify_entry(path, tiny_synth_root, device="cpu", progress=False)
+    verified = read_entry(path).verified
+    assert entry.verified == verified
+    assert verified.status == "verified" and verified.max_difference == 0.0
+    assert verified.tolerance == DEFAULT_TOLERANCE
+    assert verified.metrics == entry.reported
+    assert verified.environment["device"] == "cpu" and verified.environment["plugin"].startswith("atzoo ")
+    assert {"atzoo", "torch", "python"} <= set(verified.environment)
+
+
+def test_edited_numbers_are_a_mismatch_with_the_largest_difference(submitted, tiny_synth_root):
+    path, _ = submitted
+    edit_reported(path, "NT-LT", "mAP", 3.0)
+    edit_reported(path, "DT-ST", "mINP", 0.3)
+    verified = verify_entry(path, tiny_synth_root, device="cpu", progress=False).verified
+    assert verified.status == "mismatch"
+    assert verified.max_difference == pytest.approx(3.0, abs=1e-6)
+    assert "1 metric(s) beyond 0.5 points" in verified.message and "NT-LT mAP" in verified.message
+    strict = verify_entry(path, tiny_synth_root, tolerance=0.1, device="cpu", progress=False).verified
+    assert "2 metric(s) beyond 0.1 points" in strict.message and strict.tolerance == 0.1
+    loose = verify_entry(path, tiny_synth_root, tolerance=5.0, device="cpu", progress=False).verified
+    assert loose.status == "verified"
+
+
+def test_tampered_weights_in_the_cache_are_refused_and_nothing_is_written(submitted, tiny_synth_root, hf_cache):
+    path, _ = submitted
+    (cached,) = hf_cache.glob("models--*/snapshots/*/model.safetensors")
+    data = bytearray(cached.read_bytes())
+    data[-1] ^= 0xFF
+    cached.write_bytes(bytes(data))
+    before = path.read_text()
+    with pytest.raises(LeaderboardError, match="sha256 mismatch"):
+        verify_entry(path, tiny_synth_root, device="cpu", progress=False)
+    assert path.read_text() == before
+
+
+def test_a_paper_entry_is_refused():
+    paper = Path(__file__).resolve().parents[1] / "leaderboard" / "entries" / "paper-bot.json"
+    with pytest.raises(LeaderboardError, match="paper row without weights"):
+        verify_entry(paper, "unused", progress=False)
+
+
+def test_missing_files_and_the_wrong_release_are_refused(submitted, tiny_synth_root, tmp_path, monkeypatch):
+    path, _ = submitted
+    with pytest.raises(LeaderboardError, match="no such entry file"):
+        verify_entry(tmp_path / "nope.json", tiny_synth_root, progress=False)
+    with pytest.raises(LeaderboardError, match="no such dataset folder"):
+        verify_entry(path, tmp_path / "no-data", progress=False)
+    (tmp_path / "atustc").mkdir()
+    with pytest.raises(LeaderboardError, match="not a synthetic dataset"):
+        verify_entry(path, tmp_path / "atustc", progress=False)
+    with pytest.raises(LeaderboardError, match="non-negative"):
+        verify_entry(path, tiny_synth_root, tolerance=-1.0, progress=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(LeaderboardError, match="CUDA is not available"):
+        verify_entry(path, tiny_synth_root, device="cuda", progress=False)
+    assert read_entry(path).verified is None
+
+
+def test_a_model_that_cannot_be_evaluated_is_failed_without_local_paths(submitted, tiny_synth_root, monkeypatch):
+    import atzoo.runner.evaluation as evaluation
+
+    path, _ = submitted
+
+    def broken(*args, **kwargs):
+        raise RuntimeError(f"shape mismatch while reading {tiny_synth_root}/x.jpg")
+
+    monkeypatch.setattr(evaluation, "evaluate_model", broken)
+    verified = verify_entry(path, tiny_synth_root, device="cpu", progress=False).verified
+    assert verified.status == "failed" and verified.metrics is None
+    assert "shape mismatch" in verified.message and str(tiny_synth_root) not in verified.message
+
+
+def test_only_aggregates_are_written(submitted, tiny_synth_root, tmp_path, hf_cache):
+    path, package = submitted
+    verify_entry(path, tiny_synth_root, device="cpu", progress=False)
+    block = read_json(path)["verified"]
+    text = json.dumps(block)
+    for local in (str(tiny_synth_root), str(tmp_path), str(hf_cache), str(Path.home()), ".jpg", ".png"):
+        assert local not in text
+    assert set(block) == {"status", "date", "tolerance", "metrics", "max_difference", "environment", "message"}
+    assert set(block["metrics"]) == set(SCENARIO_NAMES)
+    for values in block["metrics"].values():
+        assert set(values) == {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
+        assert all(isinstance(v, float) and 0.0 <= v <= 100.0 for v in values.values())
+    assert all(isinstance(v, str) for v in block["environment"].values())
+
+
+def test_the_verify_command_by_id(submitted, tiny_synth_root, registry):
+    from atzoo.cli.main import cli
+
+    path, _ = submitted
+    result = CliRunner().invoke(cli, ["leaderboard", "verify", path.stem, "--data", str(tiny_synth_root),
+                                      "--device", "cpu", "--no-progress", "--dir", str(registry)])
+    assert result.exit_code == 0, result.output
+    assert f"{path.stem}: verified (max difference 0.00 points, tolerance 0.5)" in result.output
+    assert read_entry(entry_path(registry, path.stem)).verified.status == "verified"
+    paper = CliRunner().invoke(cli, ["leaderboard", "verify", "paper-bot", "--data", str(tiny_synth_root),
+                                     "--dir", str(Path(__file__).resolve().parents[1] / "leaderboard")])
+    assert paper.exit_code == 2 and "without weights" in paper.output
