@@ -40,3 +40,7 @@ class UploadBlockedError(HubError):
 
 class LeaderboardError(AtzooError):
     """A leaderboard entry is malformed, inconsistent, a duplicate, or cannot be verified."""
+
+
+class ServiceError(AtzooError):
+    """A runner directory, queue file or job request is not what the runner service expects."""

@@ -175,10 +175,8 @@ class LeaderboardApp:
         """The verification queue of the configured runner folder, or one row saying why there is none."""
         if self.runner_dir is None:
             return pd.DataFrame({"message": ["no runner directory configured"]})
-        try:
-            from atzoo.service import queue_rows
-        except ImportError:
-            return pd.DataFrame({"message": ["no runner directory configured (the runner service is not installed)"]})
+        from atzoo.service import queue_rows
+
         rows = queue_rows(self.runner_dir)
         return pd.DataFrame(rows) if rows else pd.DataFrame({"message": ["the queue is empty"]})
 

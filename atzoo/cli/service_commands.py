@@ -1,0 +1,199 @@
+"""`atzoo runner ...`: submit jobs to the shared runner's queue, watch them, and run workers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from atzoo.cli.output import console, user_errors
+from atzoo.service.runnerdir import DEFAULT_RUNNER_DIR, ENV_RUNNER_DIR
+
+STATE_STYLES = {"queued": "cyan", "running": "yellow", "done": "green", "failed": "red", "cancelled": "dim"}
+
+
+def _runner_dir(ctx: click.Context) -> Path:
+    return ctx.find_object(dict)["runner_dir"]
+
+
+@click.group()
+@click.option("--runner-dir", type=click.Path(path_type=Path), envvar=ENV_RUNNER_DIR, default=DEFAULT_RUNNER_DIR,
+              show_default=True, help=f"The runner directory (also: {ENV_RUNNER_DIR}).")
+@click.pass_context
+def runner(ctx: click.Context, runner_dir: Path) -> None:
+    """The shared runner as a service: a job queue and the workers that run it."""
+    ctx.ensure_object(dict)["runner_dir"] = runner_dir
+
+
+@runner.group()
+def submit() -> None:
+    """Queue a training or verification job."""
+
+
+def _limits(function):
+    function = click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+                            help="Stop the job (failed) after this many seconds of one attempt.")(function)
+    return click.option("--memory-limit", type=click.FloatRange(min=0, min_open=True), metavar="GB",
+                        help="Cap each process's address space (RLIMIT_AS) at this many GB.")(function)
+
+
+@submit.command("train")
+@click.argument("method")
+@click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="Dataset root.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override a training setting. Repeatable.")
+@click.option("--gpus", type=click.IntRange(min=1), default=1, show_default=True,
+              help="GPUs for the job; more than 1 launches it with torchrun (DistributedDataParallel).")
+@click.option("--entry", is_flag=True, help="After training, also run `atzoo submit` on the run (leaderboard entry).")
+@click.option("--entry-arg", "entry_args", multiple=True, metavar="ARG",
+              help="An argument for that `atzoo submit`, e.g. --entry-arg=--submitter=NAME. Repeatable.")
+@_limits
+@click.pass_context
+def submit_train_command(ctx: click.Context, method: str, data_root: Path, settings: tuple[str, ...], gpus: int,
+                         entry: bool, entry_args: tuple[str, ...], time_limit: float | None,
+                         memory_limit: float | None) -> None:
+    """Queue the training of METHOD (checked now: method, settings and dataset)."""
+    from atzoo.service import submit_train
+
+    with user_errors():
+        job_id = submit_train(_runner_dir(ctx), method, data_root, list(settings), gpus=gpus,
+                              time_limit_s=time_limit, memory_limit_gb=memory_limit, entry=entry,
+                              entry_args=entry_args)
+    click.echo(f"job {job_id} queued: train {method}")
+
+
+@submit.command("verify")
+@click.argument("entry", type=click.Path(path_type=Path))
+@click.option("--data", "data_root", required=True, type=click.Path(path_type=Path), help="Dataset root.")
+@_limits
+@click.pass_context
+def submit_verify_command(ctx: click.Context, entry: Path, data_root: Path, time_limit: float | None,
+                          memory_limit: float | None) -> None:
+    """Queue the verification of the leaderboard entry file ENTRY."""
+    from atzoo.service import submit_verify
+
+    with user_errors():
+        job_id = submit_verify(_runner_dir(ctx), entry, data_root, time_limit_s=time_limit,
+                               memory_limit_gb=memory_limit)
+    click.echo(f"job {job_id} queued: verify {entry}")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+@runner.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Every job: queued, running, done, failed or cancelled, with durations."""
+    from rich.table import Table
+
+    from atzoo.service import queue_rows
+
+    with user_errors():
+        rows = queue_rows(_runner_dir(ctx))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"Jobs in {_runner_dir(ctx)}")
+    for column in ("id", "kind", "target", "state", "attempts", "submitted", "duration", "reason"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        style = STATE_STYLES.get(row["state"], "")
+        table.add_row(str(row["id"]), row["kind"], row["target"], f"[{style}]{row['state']}[/]", str(row["attempts"]),
+                      row["submitted"] or "", _duration(row["duration_s"]), row["reason"] or "")
+    counts = {state: sum(row["state"] == state for row in rows) for state in STATE_STYLES}
+    out = console()
+    out.print(table)
+    out.print(", ".join(f"{count} {state}" for state, count in counts.items()))
+
+
+@runner.command()
+@click.argument("job_id", type=int)
+@click.option("--tail", type=click.IntRange(min=1), help="Only the last N lines.")
+@click.pass_context
+def logs(ctx: click.Context, job_id: int, tail: int | None) -> None:
+    """Print the log of job JOB_ID (every attempt), and why it failed."""
+    from atzoo.service import job_log_path, open_queue, open_runner_dir
+
+    with user_errors():
+        path = job_log_path(_runner_dir(ctx), job_id)
+        with open_queue(open_runner_dir(_runner_dir(ctx))) as queue:
+            job = queue.get(job_id)
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    lines = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
+    click.echo("\n".join(lines[-tail:] if tail else lines))
+    if job.reason:
+        click.echo(f"job {job_id} {job.state}: {job.reason}", err=True)
+
+
+@runner.command()
+@click.argument("job_id", type=int)
+@click.pass_context
+def cancel(ctx: click.Context, job_id: int) -> None:
+    """Cancel job JOB_ID: at once if queued; a running one is stopped by its worker (SIGTERM, then SIGKILL)."""
+    from atzoo.service import cancel_job
+
+    with user_errors():
+        job = cancel_job(_runner_dir(ctx), job_id)
+    click.echo(f"job {job_id} cancelled" if job.state == "cancelled"
+               else f"job {job_id}: cancel requested; its worker stops it within a heartbeat")
+
+
+@runner.command()
+@click.argument("job_id", type=int)
+@click.pass_context
+def retry(ctx: click.Context, job_id: int) -> None:
+    """Queue failed or cancelled job JOB_ID again; a train job resumes from its last checkpoint."""
+    from atzoo.service import retry_job
+
+    with user_errors():
+        retry_job(_runner_dir(ctx), job_id)
+    click.echo(f"job {job_id} queued again")
+
+
+def _parse_gpus(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    gpus = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not all(part.isdigit() for part in gpus) or len(set(gpus)) != len(gpus):
+        raise click.BadParameter(f"expected distinct GPU indices such as 0,1; got {value!r}", param_hint="--gpus")
+    return gpus
+
+
+@runner.command()
+@click.option("--gpus", help="GPU indices this worker owns, e.g. 0,1 (default: one device, whatever is visible).")
+@click.option("--max-jobs", type=click.IntRange(min=1), help="Stop after finishing this many jobs.")
+@click.option("--until-empty", is_flag=True, help="Stop once nothing is queued or running.")
+@click.option("--heartbeat", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+              metavar="SECONDS", help="How often the running job's heartbeat is written.")
+@click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              metavar="SECONDS", help="A running job without heartbeat for this long is taken over.")
+@click.option("--poll", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              metavar="SECONDS", help="How often to look for work and watch the running job.")
+@click.option("--grace", type=click.FloatRange(min=0), default=10.0, show_default=True, metavar="SECONDS",
+              help="Between SIGTERM and SIGKILL when a job is stopped.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=5, show_default=True,
+              help="An orphaned job is failed instead of resumed after this many attempts.")
+@click.pass_context
+def work(ctx: click.Context, gpus: str | None, max_jobs: int | None, until_empty: bool, heartbeat: float,
+         stale_after: float, poll: float, grace: float, max_attempts: int) -> None:
+    """Run jobs from the queue, one at a time, each in its own subprocess. SIGTERM/Ctrl-C stops the
+    worker and hands its running job back to the queue."""
+    from atzoo.service import Worker, WorkerOptions, open_runner_dir
+
+    if heartbeat >= stale_after:
+        raise click.BadParameter(f"--heartbeat ({heartbeat:g}) must be shorter than --stale-after ({stale_after:g})",
+                                 param_hint="--heartbeat")
+    options = WorkerOptions(gpus=_parse_gpus(gpus), max_jobs=max_jobs, until_empty=until_empty,
+                            heartbeat_s=heartbeat, stale_after_s=stale_after, poll_s=poll, grace_s=grace,
+                            max_attempts=max_attempts)
+    with user_errors():
+        summary = Worker(open_runner_dir(_runner_dir(ctx), create=True), options,
+                         say=lambda message: click.echo(message, err=True)).run()
+    click.echo(json.dumps({"worker": summary.worker, "finished": summary.finished}))
