@@ -2,6 +2,7 @@
 submit, status, logs, cancel, retry and a worker end to end."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -102,3 +103,23 @@ def test_submit_work_status_and_logs_end_to_end(queued):
     log = invoke(queued, "logs", "1", "--tail", "3")
     assert log.exit_code == 0 and "step train ended with status 0" in log.output
     assert (queued / "jobs" / "1" / "run" / "metrics.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_two_device_job_runs_under_torchrun(tmp_path, tiny_synth_root):
+    runner_dir = tmp_path / "runner"
+    result = invoke(runner_dir, "submit", "train", "baseline", "--data", str(tiny_synth_root), "--gpus", "2", *TINY)
+    assert result.exit_code == 0, result.output
+    small = subprocess.run([sys.executable, "-m", "atzoo", "runner", "--runner-dir", str(runner_dir), "work",
+                            "--until-empty", "--poll", "0.1"], capture_output=True, text=True, timeout=60)
+    assert small.returncode == 0 and json.loads(small.stdout)["finished"] == {}
+    assert queue_rows(runner_dir)[0]["state"] == "queued"  # a one-device worker leaves it for a bigger one
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    worker = subprocess.run([sys.executable, "-m", "atzoo", "runner", "--runner-dir", str(runner_dir), "work",
+                             "--gpus", "0,1", "--until-empty", "--poll", "0.1", "--heartbeat", "0.5"],
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert worker.returncode == 0, worker.stderr
+    assert json.loads(worker.stdout)["finished"] == {"done": 1}
+    run = runner_dir / "jobs" / "1" / "run"
+    assert json.loads((run / "environment.json").read_text())["world_size"] == 2
+    assert "torch.distributed.run" in (runner_dir / "jobs" / "1" / "job.log").read_text()

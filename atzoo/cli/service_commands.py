@@ -169,7 +169,8 @@ def _parse_gpus(value: str | None) -> tuple[str, ...]:
 @runner.command()
 @click.option("--gpus", help="GPU indices this worker owns, e.g. 0,1 (default: one device, whatever is visible).")
 @click.option("--max-jobs", type=click.IntRange(min=1), help="Stop after finishing this many jobs.")
-@click.option("--until-empty", is_flag=True, help="Stop once nothing is queued or running.")
+@click.option("--until-empty", is_flag=True,
+              help="Stop once nothing is running and no queued job fits this worker's devices.")
 @click.option("--heartbeat", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
               metavar="SECONDS", help="How often the running job's heartbeat is written.")
 @click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,

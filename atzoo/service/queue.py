@@ -207,10 +207,15 @@ class Queue:
             found = dict(self._db.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
         return {state: found.get(state, 0) for state in STATES}
 
-    def idle(self) -> bool:
-        """Nothing queued and nothing running: a worker started with `--until-empty` may stop."""
-        counts = self.counts()
-        return counts["queued"] == 0 and counts["running"] == 0
+    def idle(self, capacity: int | None = None) -> bool:
+        """Nothing running and nothing queued (that fits in `capacity` devices): a worker started with
+        `--until-empty` may stop. A running job counts, since its worker may be lost and it taken over."""
+        with self._translate():
+            running, queued = self._db.execute(
+                "SELECT count(*) FILTER (WHERE state = 'running'), "
+                "count(*) FILTER (WHERE state = 'queued' AND gpus <= ?) FROM jobs",
+                (capacity if capacity is not None else 1 << 30,)).fetchone()
+        return running == 0 and queued == 0
 
     # -- submitting and user actions -----------------------------------------------------------
 

@@ -125,7 +125,7 @@ class Worker:
                 claim = queue.claim(self.id, capacity=self.options.capacity,
                                     stale_after_s=self.options.stale_after_s, max_attempts=self.options.max_attempts)
                 if claim is None:
-                    if self.options.until_empty and queue.idle():
+                    if self.options.until_empty and queue.idle(self.options.capacity):
                         break
                     self._sleep(self.options.poll_s)
                     continue
