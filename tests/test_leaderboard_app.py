@@ -167,6 +167,13 @@ def test_demo_refuses_a_non_image_and_a_bad_model(client, files):
         client.predict("local path (below)", "no-such-model", None, [], True, "DT-ST", api_name="/demo")
 
 
+def test_demo_refuses_a_huge_image_in_the_page_api(client, tmp_path):
+    wide = tmp_path / "wide.png"
+    Image.new("RGB", (5000, 4)).save(wide)
+    with pytest.raises(AppError, match="wide.png is 5000x4 pixels"):
+        client.predict(MODEL, "", handle_file(str(wide)), [], True, "DT-ST", api_name="/demo")
+
+
 def test_a_public_app_loads_only_the_models_it_lists(files):
     app = LeaderboardApp(files["registry"], demo_models={MODEL: str(files["package"])}, allow_local_paths=False)
     assert app.model_choices() == [MODEL]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -89,8 +90,10 @@ class Metrics(_Strict):
     def as_dict(self) -> dict[str, dict[str, float | None]]:
         return {name: self.scenario(name).model_dump() for name in SCENARIO_NAMES}
 
+    @cached_property
     def any_time(self) -> dict[str, float | None]:
-        """The plain mean of the six scenarios, per metric (None where a scenario lacks it)."""
+        """The plain mean of the six scenarios, per metric (None where a scenario lacks it); computed
+        once per entry, since the app's table asks for it on every request."""
         result: dict[str, float | None] = {}
         for metric in METRICS:
             values = [getattr(self.scenario(name), metric) for name in SCENARIO_NAMES]
@@ -213,7 +216,7 @@ class Entry(_Strict):
 
     @property
     def any_time(self) -> dict[str, float | None]:
-        return self.reported.any_time()
+        return self.reported.any_time
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

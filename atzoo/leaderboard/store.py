@@ -69,7 +69,9 @@ def read_entry(path: str | os.PathLike) -> Entry:
     return entry
 
 
-def _scan(root: Path) -> Snapshot:
+def read_registry(root: str | os.PathLike) -> Snapshot:
+    """Every entry file read and validated now (no cache): what :func:`load_snapshot` avoids repeating."""
+    root = Path(root)
     entries: list[Entry] = []
     problems: dict[str, list[str]] = {}
     for path in sorted(entries_dir(root).glob("*.json")):
@@ -84,8 +86,8 @@ def _fingerprint(root: Path) -> tuple:
     folder = entries_dir(root)
     if not folder.is_dir():
         raise LeaderboardError(f"{root} is not a leaderboard registry: {folder} does not exist")
-    return tuple(sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns)
-                        for e in os.scandir(folder) if e.name.endswith(".json")))
+    stats = ((e.name, e.stat()) for e in os.scandir(folder) if e.name.endswith(".json"))
+    return tuple(sorted((name, stat.st_size, stat.st_mtime_ns) for name, stat in stats))
 
 
 _cache: dict[Path, tuple[tuple, Snapshot]] = {}
@@ -100,7 +102,7 @@ def load_snapshot(root: str | os.PathLike | None = None) -> Snapshot:
         cached = _cache.get(root)
         if cached is not None and cached[0] == key:
             return cached[1]
-        snapshot = _scan(root)
+        snapshot = read_registry(root)
         _cache[root] = (key, snapshot)
         return snapshot
 
