@@ -241,9 +241,10 @@ def test_the_submit_command_writes_the_entry_and_prints_the_next_step(package, r
 
     result = CliRunner().invoke(submit_command, cli_args(package, registry, "--re-ranking", "--tta", "flip"))
     assert result.exit_code == 0, result.output
-    assert "Entry written to" in result.output and "atzoo leaderboard verify" in result.output
     (path,) = (registry / "entries").iterdir()
     entry = read_entry(path)
+    assert f"Entry written to {path}" in result.output
+    assert f"atzoo leaderboard verify {entry.id} --data SYNTHETIC_ROOT" in result.output
     assert entry.disclosures.re_ranking and entry.disclosures.test_time_augmentation == ["flip"]
 
 

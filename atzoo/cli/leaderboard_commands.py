@@ -76,7 +76,7 @@ def submit(source: Path, weights_ref: str, sha256: str | None, submitter: str, p
             click.echo("Dry run: every check passed; nothing was written.", err=True)
             return
         path = write_entry(root, submission.entry)
-    click.echo(next_step(path))
+    click.echo(next_step(path, submission.entry.dataset.release))
 
 
 @click.group()

@@ -75,7 +75,7 @@ many were hidden.
 """
 
 
-def user_errors(function: Callable) -> Callable:
+def shown_in_page(function: Callable) -> Callable:
     """Turn the library's errors into a message shown in the page; never a stack trace."""
 
     @functools.wraps(function)
@@ -85,10 +85,10 @@ def user_errors(function: Callable) -> Callable:
         except gr.Error:
             raise
         except AtzooError as error:
-            raise gr.Error(str(error)) from None
+            raise gr.Error(str(error), print_exception=False) from None
         except Exception as error:  # noqa: BLE001 - the page must show a message, not a traceback
             log.exception("leaderboard app: unexpected error in %s", function.__name__)
-            raise gr.Error(f"unexpected error ({type(error).__name__}): {error}") from None
+            raise gr.Error(f"unexpected error ({type(error).__name__}): {error}", print_exception=False) from None
 
     return wrapper
 
@@ -306,12 +306,12 @@ def _leaderboard_tab(app: LeaderboardApp, blocks: gr.Blocks) -> None:
     csv_button = gr.DownloadButton("Download CSV of this table", size="sm", elem_id="lb-csv")
     inputs = [metric, release, verified_only, families, backbones, show_flagged, include_tricks, search, sort_by]
     triggers = [blocks.load, *(c.change for c in inputs if c is not search), search.submit]
-    gr.on(triggers, user_errors(app.leaderboard), inputs, [frame, summary], api_name="leaderboard")
-    gr.on(triggers, user_errors(app.csv), inputs, csv_button, api_name="csv")
+    gr.on(triggers, shown_in_page(app.leaderboard), inputs, [frame, summary], api_name="leaderboard")
+    gr.on(triggers, shown_in_page(app.csv), inputs, csv_button, api_name="csv")
     with gr.Accordion("Verification queue", open=False):
         queue = gr.Dataframe(interactive=False)
         refresh = gr.Button("Refresh queue", size="sm")
-    gr.on([blocks.load, refresh.click], user_errors(app.queue), None, queue, api_name="queue")
+    gr.on([blocks.load, refresh.click], shown_in_page(app.queue), None, queue, api_name="queue")
 
 
 def _compare_tab(app: LeaderboardApp, blocks: gr.Blocks) -> None:
@@ -326,7 +326,7 @@ def _compare_tab(app: LeaderboardApp, blocks: gr.Blocks) -> None:
         verified = gr.Plot(label="Reported vs verified", show_label=False, elem_id="cmp-verified")
         params = gr.Plot(label="Any-Time vs parameters", show_label=False, elem_id="cmp-params")
     blocks.load(lambda: gr.update(choices=entry_choices(app.snapshot())), None, entries, api_visibility="private")
-    gr.on([blocks.load, entries.change, metric.change], user_errors(app.compare), [entries, metric],
+    gr.on([blocks.load, entries.change, metric.change], shown_in_page(app.compare), [entries, metric],
           [radar, gap, verified, params], api_name="compare")
 
 
@@ -350,7 +350,7 @@ def _demo_tab(app: LeaderboardApp) -> None:
             query_view = gr.Image(label="Query", interactive=False, height=200)
             note = gr.Markdown(elem_id="demo-note")
             ranked = gr.Gallery(label="Ranked gallery", columns=6, height="auto", elem_id="demo-gallery")
-    run.click(user_errors(app.demo), [model, local_path, query, gallery_files, synthetic, head],
+    run.click(shown_in_page(app.demo), [model, local_path, query, gallery_files, synthetic, head],
               [query_view, ranked, note], api_name="demo")
 
 
@@ -364,7 +364,7 @@ def _submit_tab(app: LeaderboardApp) -> None:
         upload = gr.File(label="or upload ENTRY.json", file_types=[".json"], elem_id="submit-file")
     check = gr.Button("Validate", variant="primary", elem_id="submit-run")
     result = gr.Markdown(elem_id="submit-result")
-    check.click(user_errors(app.validate_entry), [text, upload], result, api_name="validate_entry")
+    check.click(shown_in_page(app.validate_entry), [text, upload], result, api_name="validate_entry")
 
 
 def build_app(leaderboard_dir: str | os.PathLike, *, runner_dir: str | os.PathLike | None = None,

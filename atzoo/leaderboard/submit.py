@@ -356,7 +356,10 @@ def submit(source_dir: str | os.PathLike, leaderboard_dir: str | os.PathLike, **
     return write_entry(leaderboard_dir, submission.entry)
 
 
-def next_step(path: Path) -> str:
-    return (f"Entry written to {path}.\nNext: open a pull request that adds this file. A maintainer with the "
-            f"dataset then runs `atzoo leaderboard verify {path.stem} --data AT_USTC_ROOT`, which fetches the "
-            f"exact weights, re-evaluates them and writes the verified block.")
+def next_step(path: Path, release: str) -> str:
+    root = "SYNTHETIC_ROOT" if release == "synthetic" else f"AT_USTC_{release.upper()}_ROOT"
+    who = "anyone (`atzoo synth` regenerates the dataset)" if release == "synthetic" else \
+        f"a maintainer with AT-USTC's {release} release"
+    return (f"Entry written to {path}.\nNext: open a pull request that adds this file. Then {who} runs "
+            f"`atzoo leaderboard verify {path.stem} --data {root}`, which fetches the exact weights, "
+            f"re-evaluates them and writes the verified block.")

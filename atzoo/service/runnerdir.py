@@ -85,8 +85,9 @@ def open_runner_dir(path: str | os.PathLike, *, create: bool = False) -> RunnerD
     """An existing runner directory; with `create`, a new or empty folder becomes one.
 
     A folder that holds anything else is refused, so a mistyped path never gets a queue dropped into it.
+    The path is made absolute, so job command lines work from any working directory.
     """
-    path = Path(path)
+    path = Path(path).absolute()
     if path.exists() and not path.is_dir():
         raise ServiceError(f"{path} is a file, not a runner directory")
     if create and (not path.exists() or not any(path.iterdir())):
