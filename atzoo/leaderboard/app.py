@@ -308,7 +308,7 @@ def _leaderboard_tab(app: LeaderboardApp, blocks: gr.Blocks) -> None:
     triggers = [blocks.load, *(c.change for c in inputs if c is not search), search.submit]
     gr.on(triggers, shown_in_page(app.leaderboard), inputs, [frame, summary], api_name="leaderboard")
     gr.on(triggers, shown_in_page(app.csv), inputs, csv_button, api_name="csv")
-    with gr.Accordion("Verification queue", open=False):
+    with gr.Accordion("Runner queue (verification and training jobs)", open=False):
         queue = gr.Dataframe(interactive=False)
         refresh = gr.Button("Refresh queue", size="sm")
     gr.on([blocks.load, refresh.click], shown_in_page(app.queue), None, queue, api_name="queue")
