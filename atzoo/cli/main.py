@@ -96,9 +96,10 @@ def _set_env_for_command(ctx: click.Context, name: str, value: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors print one clear line and exit with status 2."""
+    """Entry point: user errors print one clear line and exit with status 2. A command that ends with
+    ``ctx.exit(CODE)`` exits with CODE (click hands it back as the return value here)."""
     try:
-        cli.main(args=argv, standalone_mode=False)
+        code = cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(1)
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
     except AtzooError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(2)
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        sys.exit(code)
 
 
 if __name__ == "__main__":
