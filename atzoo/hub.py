@@ -231,16 +231,17 @@ def _download(repo_id: str, filename: str, revision: str, cache_dir: str | None,
 
 
 def pull(ref: str, *, revision: str | None = None, sha256: str | None = None, filename: str = WEIGHTS,
-         cache_dir: str | os.PathLike | None = None, registry=None) -> PullResult:
+         cache_dir: str | os.PathLike | None = None, registry=None, sha256_source: str = "--sha256") -> PullResult:
     """Download a package (weights, config, card, results) at a pinned revision into the Hub cache
     and check the weights' sha256 against `sha256` or the zoo's registered entry for the repo.
 
     The revision defaults to the registered entry's, else ``main``. A mismatch raises `HubError`.
+    `sha256_source` says where `sha256` came from, for the messages (default: the ``--sha256`` option).
     """
     repo_id, revision = parse_repo_ref(ref, revision)
     if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
-        raise HubError(f"--sha256 {sha256!r} is not a sha256 (64 hex digits)")
-    expected, source = (sha256.lower(), "--sha256") if sha256 else (None, "")
+        raise HubError(f"{sha256_source} {sha256!r} is not a sha256 (64 hex digits)")
+    expected, source = (sha256.lower(), sha256_source) if sha256 else (None, "")
     for entry in registered_weights(repo_id, registry):
         if revision in (None, entry.revision) and entry.filename == filename:
             revision = revision or entry.revision

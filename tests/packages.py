@@ -65,3 +65,21 @@ def populate_hf_cache(cache: Path, repo_id: str, package: Path, revision: str = 
     (repo / "refs").mkdir(exist_ok=True)
     (repo / "refs" / revision).write_text(commit)
     return commit
+
+
+def make_measured_package(tmp_path: Path, data_root: Path, name: str = "pkg") -> Path:
+    """A package whose results.json and dataset fingerprint are those of `data_root`, measured the
+    way `atzoo leaderboard verify` measures, as a run trained and evaluated there would have them."""
+    from atzoo.data import parse_root
+    from atzoo.data.cache import dataset_fingerprint
+    from atzoo.io import read_json
+    from atzoo.leaderboard.verify import measure_package
+    from atzoo.package import aggregate_metrics, read_package
+
+    package = make_package(tmp_path, name)
+    measured = measure_package(read_package(package), data_root, device="cpu", progress=False)
+    write_json_atomic(package / "results.json", aggregate_metrics(measured))
+    config = read_json(package / "config.json")
+    write_json_atomic(package / "config.json",
+                      {**config, "dataset_fingerprint": dataset_fingerprint(parse_root(data_root))})
+    return package

@@ -137,6 +137,15 @@ def test_validate_entry_lists_every_problem(client, tmp_path):
     assert "### Valid" in client.predict(json.dumps(fresh), None, api_name="/validate_entry")
 
 
+def test_messages_to_visitors_name_no_server_path(client, files):
+    duplicate = (SEEDED / "paper-bot.json").read_text()
+    result = client.predict(duplicate, None, api_name="/validate_entry")
+    assert "'paper-bot' is already taken" in result and str(files["registry"]) not in result
+    with pytest.raises(AppError) as error:
+        client.predict(["nosuch"], "rank1", api_name="/compare")
+    assert "no entry 'nosuch'" in str(error.value) and str(files["registry"]) not in str(error.value)
+
+
 def test_validate_entry_explains_malformed_json(client):
     result = client.predict('{"schema_version": 1,', None, api_name="/validate_entry")
     assert "Not valid JSON" in result and "line 1" in result
@@ -189,6 +198,17 @@ def test_queue_without_a_runner_directory(client, files, tmp_path):
     assert frame["data"] == [["no runner directory configured"]]
     empty = LeaderboardApp(files["registry"], runner_dir=tmp_path / "no-runner-yet").queue()
     assert empty["message"].tolist() == ["the queue is empty"]
+
+
+def test_a_runner_dir_that_is_not_one_is_refused_at_startup(files, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(AtzooError, match="is a file, not a runner directory"):
+        LeaderboardApp(files["registry"], runner_dir=afile)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    with pytest.raises(AtzooError, match="is not an atzoo runner directory"):
+        LeaderboardApp(files["registry"], runner_dir=tmp_path / "other")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from atzoo.errors import LeaderboardError
 from atzoo.leaderboard import moderation
-from atzoo.leaderboard.schema import entry_json_schema, entry_problems
-from atzoo.leaderboard.store import load_snapshot, read_entry
+from atzoo.leaderboard.schema import Entry, entry_json_schema, entry_problems, parse_entry_text
+from atzoo.leaderboard.store import check_entry_data, load_snapshot, read_entry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REGISTRY = REPO_ROOT / "leaderboard"
@@ -106,11 +106,29 @@ def _with(data: dict, path: str, value) -> dict:
     ("weights", None, "a submission must name its weights"),
     ("weights.sha256", "abc", "weights.sha256"),
     ("dataset.release", "400k", "dataset.release"),
+    ("dataset.fingerprint", "abc", "dataset.fingerprint"),
+    ("reported.DT-ST.rank1", True, "reported.DT-ST.rank1: Input should be a valid number, got bool True"),
+    ("reported.DT-ST.rank5", "50", "reported.DT-ST.rank5: Input should be a valid number, got str '50'"),
+    ("reported.DT-ST.mAP", float("nan"), "reported.DT-ST.mAP: Input should be a finite number, got float nan"),
+    ("reported.AD-LT.mINP", float("inf"), "finite number"),
+    ("weights.num_params", 3.0, "weights.num_params: Input should be a valid integer, got float 3.0"),
+    ("model.input_size", ["256", 128], "model.input_size.0"),
+    ("disclosures.re_ranking", "yes", "disclosures.re_ranking"),
 ])
 def test_the_schema_refuses_bad_entries(path, value, reason):
     assert entry_problems(submission_data()) == []
     problems = entry_problems(_with(submission_data(), path, value))
     assert any(reason in problem for problem in problems), problems
+
+
+def test_an_integer_is_a_valid_percentage_and_nan_in_json_text_is_refused():
+    data = _with(submission_data(), "reported.DT-ST.rank1", 40)
+    assert entry_problems(data) == []
+    assert Entry.model_validate(data).reported.scenario("DT-ST").rank1 == 40.0
+    text = json.dumps(_with(submission_data(), "reported.DT-ST.mAP", float("nan")))
+    assert '"mAP": NaN' in text
+    with pytest.raises(LeaderboardError, match="mAP: Input should be a finite number"):
+        parse_entry_text(text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,6 +179,55 @@ def test_flag_unflag_withdraw_supersede(registry):
         moderation.supersede(registry, "paper-bot", "paper-bot")
 
 
+def test_supersede_cycles_are_refused(registry):
+    moderation.supersede(registry, "paper-bot", "paper-cal")
+    moderation.supersede(registry, "paper-cal", "paper-aim")
+    before = (registry / "entries" / "paper-aim.json").read_text()
+    with pytest.raises(LeaderboardError, match=r"cycle \(paper-aim -> paper-bot -> paper-cal -> paper-aim\)"):
+        moderation.supersede(registry, "paper-aim", "paper-bot")
+    with pytest.raises(LeaderboardError, match="cycle"):
+        moderation.supersede(registry, "paper-cal", "paper-bot")
+    assert (registry / "entries" / "paper-aim.json").read_text() == before
+    assert moderation.supersede(registry, "paper-aim", "paper-uni-at").moderation.superseded_by == "paper-uni-at"
+
+
+def test_ids_that_are_paths_are_refused(registry, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(registry / "entries" / "paper-bot.json", outside / "paper-bot.json")
+    before = (outside / "paper-bot.json").read_text()
+    for bad in ("../../outside/paper-bot", "../outside", "Paper-Bot", "x"):
+        with pytest.raises(LeaderboardError, match="is not an entry id"):
+            moderation.flag(registry, bad, "disputed")
+    with pytest.raises(LeaderboardError, match="is not an entry id"):
+        moderation.supersede(registry, "paper-bot", "../../outside/paper-bot")
+    (registry / "entries" / "paper-link.json").symlink_to(outside / "paper-bot.json")
+    with pytest.raises(LeaderboardError, match="resolves outside the registry's entries folder"):
+        moderation.withdraw(registry, "paper-link")
+    assert (outside / "paper-bot.json").read_text() == before
+
+
+def test_the_moderate_and_verify_commands_refuse_a_path_as_id(registry, tmp_path):
+    from atzoo.cli.main import cli
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(registry / "entries" / "paper-bot.json", outside / "paper-bot.json")
+    before = (outside / "paper-bot.json").read_text()
+    runner = CliRunner()
+    moderate = runner.invoke(cli, ["leaderboard", "moderate", "--dir", str(registry), "../../outside/paper-bot",
+                                   "--flag", "x"])
+    assert moderate.exit_code == 2 and "'../../outside/paper-bot' is not an entry id" in moderate.output
+    supersede = runner.invoke(cli, ["leaderboard", "moderate", "--dir", str(registry), "paper-bot",
+                                    "--superseded-by", "../outside/paper-bot"])
+    assert supersede.exit_code == 2 and "is not an entry id" in supersede.output
+    verify = runner.invoke(cli, ["leaderboard", "verify", "--dir", str(registry), "../../outside/paper-bot",
+                                 "--data", str(tmp_path)])
+    assert verify.exit_code == 2 and "is not an entry id" in verify.output
+    assert (outside / "paper-bot.json").read_text() == before
+    assert not read_entry(registry / "entries" / "paper-bot.json").moderation.flagged
+
+
 def test_the_moderate_command(registry):
     from atzoo.cli.main import cli
 
@@ -196,6 +263,68 @@ def test_check_lists_every_problem_and_exits_2(registry, tmp_path):
     assert "bad.json: 2 problem(s)" in result.output
     assert "reported.DT-ST.mAP" in result.output and "weights.revision" in result.output
     assert "'paper-bot' is already taken" in result.output
+
+
+def test_check_reports_dangling_and_cyclic_supersede_links(registry, tmp_path):
+    from atzoo.cli.main import cli
+
+    dangling = read_entry(registry / "entries" / "paper-bot.json").to_json()
+    dangling["moderation"]["superseded_by"] = "paper-nope"
+    (registry / "entries" / "paper-bot.json").write_text(json.dumps(dangling))
+    for name, successor in (("paper-cal", "paper-aim"), ("paper-aim", "paper-cal")):
+        data = read_entry(registry / "entries" / f"{name}.json").to_json()
+        data["moderation"]["superseded_by"] = successor
+        (registry / "entries" / f"{name}.json").write_text(json.dumps(data))
+    files = [str(registry / "entries" / f"{name}.json") for name in ("paper-bot", "paper-cal", "paper-uni-at")]
+    result = CliRunner().invoke(cli, ["leaderboard", "check", *files, "--dir", str(registry)])
+    assert result.exit_code == 2
+    assert "moderation.superseded_by: 'paper-nope' names no entry of the registry" in result.output
+    assert "cycle (paper-cal -> paper-aim -> paper-cal)" in result.output
+    assert "paper-uni-at.json: ok" in result.output
+    assert any("names no entry" in p for p in check_entry_data(dangling, load_snapshot(registry)))
+
+
+def test_registry_messages_name_the_entry_not_the_server_path(registry):
+    snapshot = load_snapshot(registry)
+    with pytest.raises(LeaderboardError) as error:
+        snapshot.get("nosuch")
+    assert "no entry 'nosuch'" in str(error.value) and str(registry) not in str(error.value)
+    duplicate = read_entry(registry / "entries" / "paper-bot.json").to_json()
+    (problem,) = check_entry_data(duplicate, snapshot)
+    assert "'paper-bot' is already taken" in problem and str(registry) not in problem
+
+
+def test_schema_out_must_be_a_file_in_an_existing_folder(tmp_path):
+    from atzoo.cli.main import cli
+
+    folder = CliRunner().invoke(cli, ["leaderboard", "schema", "--out", str(tmp_path)])
+    assert folder.exit_code == 2 and "is a directory" in folder.output
+    missing = tmp_path / "nonexist" / "x.json"
+    result = CliRunner().invoke(cli, ["leaderboard", "schema", "--out", str(missing)])
+    assert result.exit_code == 2 and "is not an existing folder" in result.output
+    assert not missing.parent.exists()
+    stdout = CliRunner().invoke(cli, ["leaderboard", "schema", "--out", "-"])
+    assert stdout.exit_code == 0 and json.loads(stdout.output) == entry_json_schema()
+
+
+def test_serve_refuses_a_bad_port_and_a_runner_dir_that_is_a_file(registry, tmp_path, monkeypatch):
+    import gradio as gr
+
+    from atzoo.cli.main import cli
+
+    launched = []
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kwargs: launched.append(kwargs))
+    port = CliRunner().invoke(cli, ["leaderboard", "serve", "--port", "99999", "--dir", str(registry)])
+    assert port.exit_code == 2 and "99999 is not in the range 1<=x<=65535" in port.output
+    afile = tmp_path / "afile"
+    afile.write_text("not a runner directory")
+    result = CliRunner().invoke(cli, ["leaderboard", "serve", "--runner-dir", str(afile), "--dir", str(registry)])
+    assert result.exit_code == 2 and "is a file, not a runner directory" in result.output
+    assert launched == []
+    fresh = CliRunner().invoke(cli, ["leaderboard", "serve", "--runner-dir", str(tmp_path / "not-yet"),
+                                     "--dir", str(registry)])
+    assert fresh.exit_code == 0, fresh.output
+    assert len(launched) == 1
 
 
 def test_list_shows_the_rows_best_first(registry):

@@ -225,6 +225,30 @@ def test_a_folder_that_is_neither_run_nor_package_is_refused(tmp_path):
         prepare_submission(tmp_path / "empty", **OPTIONS)
     with pytest.raises(AtzooError, match="no such folder"):
         prepare_submission(tmp_path / "missing", **OPTIONS)
+    (tmp_path / "somefile").write_text("not a folder")
+    with pytest.raises(LeaderboardError, match="somefile is a file; expected a run directory or an exported"):
+        prepare_submission(tmp_path / "somefile", **OPTIONS)
+
+
+def test_a_malformed_sha256_is_refused(package):
+    with pytest.raises(LeaderboardError, match="--sha256 'xyz' is not a sha256 \\(64 hex digits\\)"):
+        prepare_submission(package, **OPTIONS, sha256="xyz")
+
+
+def test_a_sha256_mismatch_names_the_users_weights_file(tmp_path, hf_cache):
+    run = make_run_dir(tmp_path / "run", synthetic=True)
+    write_json_atomic(run / "metrics.json", good_results(0.6))
+    message = refusal(run, sha256="1" * 64)
+    assert f"--sha256 is {'1' * 64}, {run / 'model.safetensors'} has" in message
+    assert "atzoo-submit-" not in message
+
+
+def test_the_entry_records_the_dataset_fingerprint(package):
+    entry = build_entry(package, **OPTIONS)
+    assert entry.dataset.fingerprint == read_json(package / "config.json")["dataset_fingerprint"] == "f" * 64
+    config = read_json(package / "config.json")
+    write_json_atomic(package / "config.json", {**config, "dataset_fingerprint": ""})
+    assert build_entry(package, **OPTIONS).dataset.fingerprint is None
 
 
 # ---------------------------------------------------------------------------------------------

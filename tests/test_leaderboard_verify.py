@@ -4,6 +4,7 @@ synthetic dataset, compared with the reported numbers, and the verified block wr
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,13 +12,12 @@ import torch
 from click.testing import CliRunner
 
 from atzoo.errors import LeaderboardError
-from atzoo.io import read_json, write_json_atomic
+from atzoo.io import read_json
 from atzoo.leaderboard.store import entry_path, read_entry, update_entry
 from atzoo.leaderboard.submit import submit
-from atzoo.leaderboard.verify import DEFAULT_TOLERANCE, measure_package, verify_entry
-from atzoo.package import aggregate_metrics, read_package
+from atzoo.leaderboard.verify import DEFAULT_TOLERANCE, verify_entry
 from atzoo.protocol import SCENARIO_NAMES
-from tests.packages import make_package, populate_hf_cache
+from tests.packages import make_measured_package, populate_hf_cache
 
 REPO = "org/tiny-baseline"
 
@@ -41,11 +41,9 @@ def registry(tmp_path):
 
 @pytest.fixture()
 def submitted(tmp_path, hf_cache, registry, tiny_synth_root) -> tuple[Path, Path]:
-    """(entry file, package): the package's results measured on the tiny root the way verify does,
-    pushed to the fake Hub cache, then submitted."""
-    package = make_package(tmp_path)
-    measured = measure_package(read_package(package), tiny_synth_root, device="cpu", progress=False)
-    write_json_atomic(package / "results.json", aggregate_metrics(measured))
+    """(entry file, package): a package measured on the tiny root, pushed to the fake Hub cache,
+    then submitted."""
+    package = make_measured_package(tmp_path, tiny_synth_root)
     commit = populate_hf_cache(hf_cache, REPO, package)
     path = submit(package, registry, weights_ref=f"{REPO}@{commit}", submitter="Tester", pretraining="none")
     return path, package
@@ -94,9 +92,37 @@ def test_tampered_weights_in_the_cache_are_refused_and_nothing_is_written(submit
     data[-1] ^= 0xFF
     cached.write_bytes(bytes(data))
     before = path.read_text()
-    with pytest.raises(LeaderboardError, match="sha256 mismatch"):
+    with pytest.raises(LeaderboardError, match="sha256 mismatch") as error:
         verify_entry(path, tiny_synth_root, device="cpu", progress=False)
+    assert "(from the entry's weights.sha256)" in str(error.value) and "--sha256" not in str(error.value)
     assert path.read_text() == before
+
+
+def test_another_synthetic_dataset_is_refused_and_a_verified_block_kept(submitted, tiny_synth_root, tmp_path):
+    path, _ = submitted
+    _, package = submitted
+    assert read_entry(path).dataset.fingerprint == read_json(package / "config.json")["dataset_fingerprint"]
+    verify_entry(path, tiny_synth_root, device="cpu", progress=False)
+    other = tmp_path / "other-synth"
+    shutil.copytree(tiny_synth_root, other)
+    image = next(other.rglob("*.jpg"))
+    image.write_bytes(image.read_bytes() + b"\0")
+    before = path.read_text()
+    with pytest.raises(LeaderboardError, match="is not the synthetic dataset entry .* was measured on"):
+        verify_entry(path, other, device="cpu", progress=False)
+    assert path.read_text() == before and read_entry(path).verified.status == "verified"
+
+
+def test_a_worse_status_says_what_it_replaced(submitted, tiny_synth_root):
+    path, _ = submitted
+    first = verify_entry(path, tiny_synth_root, device="cpu", progress=False).verified
+    assert "replaces" not in first.message
+    edit_reported(path, "NT-LT", "mAP", 3.0)
+    worse = verify_entry(path, tiny_synth_root, device="cpu", progress=False).verified
+    assert worse.status == "mismatch"
+    assert worse.message.endswith(f"(replaces a 'verified' result of {first.date.date().isoformat()})")
+    again = verify_entry(path, tiny_synth_root, device="cpu", progress=False).verified
+    assert "replaces" not in again.message
 
 
 def test_a_paper_entry_is_refused():

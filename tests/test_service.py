@@ -16,8 +16,9 @@ import pytest
 from atzoo.service import (ServiceError, Worker, WorkerOptions, cancel_job, open_queue, open_runner_dir, queue_rows,
                            retry_job)
 from atzoo.service.jobs import atzoo_command, job_steps, prepare_run_dir, train_spec, verify_spec
-from atzoo.service.processes import find_job_processes
+from atzoo.service.processes import JOB_ENV, find_job_processes, job_mark
 from atzoo.service.queue import Queue
+from atzoo.service.worker import error_line
 
 TINY = ["iters_per_epoch=2", "image_size=[32,16]", "num_workers=0", "num_persons=4", "num_instances=4",
         "eval_batch_size=64", "cache=false"]
@@ -181,6 +182,49 @@ def test_cancel_and_retry_follow_the_state_rules(runner):
         cancel_job(runner.path, 99)
 
 
+def test_limits_must_be_positive_and_finite(runner):
+    with open_queue(runner) as queue:
+        for limits in ({"time_limit_s": float("nan")}, {"time_limit_s": float("inf")},
+                       {"memory_limit_gb": float("nan")}, {"memory_limit_gb": 0.0}):
+            with pytest.raises(ServiceError, match="must be positive and finite"):
+                queue.submit("verify", "e.json", {"entry": "x", "data_root": "y"}, **limits)
+        assert queue.jobs() == []
+
+
+def test_cancel_marks_a_job_of_a_lost_worker_cancelled_and_kills_its_leftovers(runner):
+    with open_queue(runner) as queue:
+        job_id = queue.submit("verify", "e.json", {"entry": "x", "data_root": "y"})
+        claim = queue.claim("lost-worker")
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                env={**os.environ, JOB_ENV: job_mark(runner.identity, job_id, claim.job.attempts)})
+    try:
+        wait_for(lambda: find_job_processes(runner.identity, job_id), timeout=10, what="the leftover process")
+        assert cancel_job(runner.path, job_id).state == "running"  # its heartbeat is fresh: the worker stops it
+        assert leftover.poll() is None
+        time.sleep(0.3)
+        cancelled = cancel_job(runner.path, job_id, stale_after_s=0.2)
+        assert (cancelled.state, cancelled.reason) == ("cancelled", "cancelled by request (its worker was gone)")
+        assert leftover.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        leftover.kill()
+        leftover.wait()
+
+
+def test_error_line_picks_what_the_failed_step_said():
+    header = "==== job 3 attempt 2 step train worker w at 2026: python -m atzoo train ..."
+    end = "==== step train ended with status 2 at 2026"
+    earlier = "Error: an earlier attempt's problem"
+    assert error_line("\n".join([earlier, header, "epoch 1/3", "Error: no images found under /data/run1",
+                                  "", end])) == "Error: no images found under /data/run1"
+    traceback = ["Traceback (most recent call last):", '  File "x.py", line 1', "RuntimeError: boom",
+                 "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:", "=" * 40, "  exitcode  : 1"]
+    assert error_line("\n".join([earlier, header, *traceback, end])) == "RuntimeError: boom"
+    assert error_line("\n".join([earlier, header, "segfault-ish noise", "----", end])) == "segfault-ish noise"
+    assert error_line("\n".join([earlier, header, end])) is None
+    long = error_line("\n".join([header, "Error: " + "x" * 500]))
+    assert len(long) == 200 and long.endswith("…")
+
+
 def test_queue_rows_have_the_shape_the_app_reads(runner):
     with open_queue(runner) as queue:
         queue.submit("verify", "entry.json", {"entry": "x", "data_root": "y"})
@@ -227,6 +271,8 @@ def test_a_folder_that_is_not_a_runner_directory_is_refused(tmp_path):
         queue_rows(folder)
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
     assert queue_rows(tmp_path / "not-yet") == []
+    with pytest.raises(ServiceError, match="no runner directory at .*not-yet"):
+        queue_rows(tmp_path / "not-yet", missing_ok=False)
 
 
 def test_a_lost_queue_file_beside_existing_jobs_is_not_recreated(runner):
@@ -236,6 +282,9 @@ def test_a_lost_queue_file_beside_existing_jobs_is_not_recreated(runner):
     runner.queue_file.unlink()
     with pytest.raises(ServiceError, match="missing although"):
         open_queue(runner)
+    with pytest.raises(ServiceError, match="missing although"):
+        queue_rows(runner.path)
+    assert not runner.queue_file.exists()
 
 
 # -- command lines -----------------------------------------------------------------------------
@@ -274,7 +323,9 @@ def test_a_run_directory_resumes_only_once_it_has_a_config(tmp_path):
 # -- workers -----------------------------------------------------------------------------------
 
 
-def test_crashing_plugins_fail_their_jobs_and_the_worker_goes_on(runner, tiny_synth_root, plugin_env):
+def test_crashing_plugins_fail_their_jobs_and_the_worker_goes_on(runner, tiny_synth_root, plugin_env, tmp_path):
+    (tmp_path / "run1").mkdir()
+    no_data = enqueue_train(runner, tmp_path / "run1")
     segv = enqueue_train(runner, tiny_synth_root, "svc-segv")
     raises = enqueue_train(runner, tiny_synth_root, "svc-raise")
     hangs = enqueue_train(runner, tiny_synth_root, "svc-hang", time_limit_s=4.0)
@@ -283,11 +334,13 @@ def test_crashing_plugins_fail_their_jobs_and_the_worker_goes_on(runner, tiny_sy
 
     started = time.monotonic()
     summary = Worker(runner, WorkerOptions(until_empty=True, **FAST), say=lambda message: None).run()
-    assert summary.finished == {"failed": 4, "done": 1}
+    assert summary.finished == {"failed": 5, "done": 1}
 
     assert job(runner, segv).reason == "train step killed by signal SIGSEGV"
     crashed = job(runner, raises)
-    assert crashed.reason == "train step exited with status 1"
+    assert crashed.reason == "train step exited with status 1: RuntimeError: the crash plugin's loss exploded"
+    assert job(runner, no_data).reason == (f"train step exited with status 2: Error: no images found under "
+                                           f"{tmp_path / 'run1'} (expected pNNN-dNN-cNN/camNN-fF-NNNN.jpg (or .png))")
     assert "RuntimeError: the crash plugin's loss exploded" in crashed.log_tail
     assert job(runner, hangs).reason == "time limit of 4 s exceeded; stopped"
     assert "ran out of memory (limit 8 GB" in job(runner, memory).reason

@@ -4,14 +4,23 @@ submit, status, logs, cancel, retry and a worker end to end."""
 import json
 import os
 import re
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from atzoo.cli.main import cli
-from atzoo.service import queue_rows
+from atzoo.service import open_queue, open_runner_dir, queue_rows
+
+PAPER_ENTRY = Path(__file__).resolve().parents[1] / "leaderboard" / "entries" / "paper-bot.json"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+ENTRY_ARGS = [f"--entry-arg=--weights-repo=org/tiny@{COMMIT}", "--entry-arg=--submitter=me",
+              "--entry-arg=--pretraining=none"]
 
 TINY = ["--set", "epochs=1", "--set", "iters_per_epoch=2", "--set", "image_size=[32,16]", "--set", "num_workers=0",
         "--set", "num_persons=4", "--set", "num_instances=4", "--set", "eval_batch_size=64", "--set", "cache=false"]
@@ -40,14 +49,31 @@ def queued(tmp_path, tiny_synth_root):
     (["submit", "verify", "{tmp}/missing.json", "--data", "{data}"], "entry .*missing.json does not exist"),
     (["submit", "verify", "{tmp}/garbled.json", "--data", "{data}"], "garbled.json is not readable JSON"),
     (["submit", "train", "baseline", "--data", "{data}", "--entry-arg=--submitter=me"], "given without --entry"),
+    (["submit", "train", "baseline", "--data", "{data}", "--time-limit", "nan"], "'nan' is not a finite number"),
+    (["submit", "train", "baseline", "--data", "{data}", "--time-limit", "inf"], "'inf' is not a finite number"),
+    (["submit", "verify", "{paper}", "--data", "{data}", "--memory-limit", "NaN"], "'NaN' is not a finite number"),
+    (["submit", "train", "baseline", "--data", "{data}", "--entry", *ENTRY_ARGS, "--entry-arg=--bogus"],
+     r"entry arguments .* not valid for `atzoo submit`: No such option '--bogus'"),
+    (["submit", "train", "baseline", "--data", "{data}", "--entry", "--entry-arg=--submitter=me"],
+     "Missing option '--weights-repo'"),
+    (["submit", "train", "baseline", "--data", "{data}", "--entry", *ENTRY_ARGS, "--entry-arg=--help"],
+     "No such option '--help'"),
+    (["submit", "train", "baseline", "--data", "{tmp}/run1"], r"run1 holds no person folder \(pNNN-dNN-cNN\)"),
+    (["submit", "verify", "{paper}", "--data", "{data}"], "paper-bot.json names no weights .origin 'paper'"),
+    (["submit", "verify", "{tmp}/stub.json", "--data", "{data}"],
+     r"stub.json cannot be verified: .*not a valid leaderboard entry: .*Field required; .* more"),
 ])
 def test_bad_submissions_are_refused_and_queue_nothing(queued, tmp_path, tiny_synth_root, args, message):
     (tmp_path / "garbled.json").write_text("{nope")
-    args = [a.format(data=tiny_synth_root, tmp=tmp_path) for a in args]
+    (tmp_path / "stub.json").write_text('{"id": "stub"}')
+    (tmp_path / "run1").mkdir()
+    (tmp_path / "run1" / "metrics.json").write_text("{}")
+    args = [a.format(data=tiny_synth_root, tmp=tmp_path, paper=PAPER_ENTRY) for a in args]
     result = invoke(queued, *args)
     assert result.exit_code == 2, result.output
     assert re.search(message, result.output), result.output
-    assert "Traceback" not in result.output
+    assert "Traceback" not in result.output and "Usage: atzoo submit" not in result.output
+    assert "\n" not in result.output.split("Error: ", 1)[1].strip(), "the error is one line"
     assert [row["id"] for row in queue_rows(queued)] == [1]
 
 
@@ -123,3 +149,76 @@ def test_a_two_device_job_runs_under_torchrun(tmp_path, tiny_synth_root):
     run = runner_dir / "jobs" / "1" / "run"
     assert json.loads((run / "environment.json").read_text())["world_size"] == 2
     assert "torch.distributed.run" in (runner_dir / "jobs" / "1" / "job.log").read_text()
+
+
+def test_a_complete_entry_request_and_a_real_dataset_are_queued(queued, tiny_synth_root):
+    result = invoke(queued, "submit", "train", "baseline", "--data", str(tiny_synth_root), "--entry", *ENTRY_ARGS,
+                    "--entry-arg=--notes=tiny", "--time-limit", "600")
+    assert result.exit_code == 0, result.output
+    with open_queue(open_runner_dir(queued)) as queue:
+        job = queue.get(2)
+    assert job.spec["entry_args"] == [f"--weights-repo=org/tiny@{COMMIT}", "--submitter=me", "--pretraining=none",
+                                      "--notes=tiny"]
+    assert job.time_limit_s == 600
+
+
+def test_read_only_commands_refuse_a_missing_runner_directory_or_queue(tmp_path, queued):
+    for args in (["status"], ["status", "--json"], ["logs", "1"], ["cancel", "1"], ["retry", "1"]):
+        result = invoke(tmp_path / "nowhere", *args)
+        assert result.exit_code == 2 and "no runner directory at" in result.output, (args, result.output)
+    assert not (tmp_path / "nowhere").exists()
+
+    (queued / "jobs" / "1").mkdir()
+    for name in ("queue.sqlite3", "queue.sqlite3-wal", "queue.sqlite3-shm"):
+        (queued / name).unlink(missing_ok=True)
+    for args in (["status"], ["logs", "1"], ["cancel", "1"], ["retry", "1"]):
+        result = invoke(queued, *args)
+        assert result.exit_code == 2 and "queue.sqlite3 is missing although" in result.output, (args, result.output)
+    (queued / "jobs" / "1").rmdir()
+    result = invoke(queued, "status")
+    assert result.exit_code == 2 and "has no queue file (queue.sqlite3)" in result.output, result.output
+    assert not (queued / "queue.sqlite3").exists()
+    assert queue_rows(queued) == []  # the app's view: no queue yet is an empty queue
+
+
+def test_cancel_of_a_job_whose_worker_is_gone_cancels_it_at_once(queued):
+    with open_queue(open_runner_dir(queued)) as queue:
+        claim = queue.claim("lost-worker")
+    with sqlite3.connect(queued / "queue.sqlite3") as db:
+        db.execute("UPDATE jobs SET heartbeat = ? WHERE id = 1", (time.time() - 30,))
+    waiting = invoke(queued, "cancel", "1")
+    assert waiting.exit_code == 0 and "cancel requested; its worker stops it" in waiting.output
+    assert queue_rows(queued)[0]["state"] == "running"
+    result = invoke(queued, "cancel", "1", "--stale-after", "10")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "job 1 cancelled: its worker was gone (no heartbeat for over 10 s)"
+    (row,) = queue_rows(queued)
+    assert (row["state"], row["attempts"]) == ("cancelled", claim.job.attempts)
+    assert "'nan' is not a finite number" in invoke(queued, "cancel", "1", "--stale-after", "nan").output
+
+
+def test_work_refuses_an_empty_gpu_list_and_warns_without_cuda(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for value in ("", " ", "0,"):
+        result = invoke(tmp_path / "runner", "work", "--gpus", value, "--until-empty")
+        assert result.exit_code == 2 and "expected distinct GPU indices" in result.output, (value, result.output)
+    result = invoke(tmp_path / "runner", "work", "--gpus", "0", "--until-empty", "--poll", "0.1")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("CUDA is not available here; jobs run on the CPU") == 1
+    assert json.loads(result.stdout)["finished"] == {}
+
+
+def test_work_until_empty_says_why_a_queued_job_was_left(queued, tiny_synth_root, monkeypatch):
+    monkeypatch.setattr(signal, "signal", lambda *args: None)
+    with open_queue(open_runner_dir(queued)) as queue:
+        queue.request_cancel(1)
+    for _ in range(2):
+        assert invoke(queued, "submit", "train", "baseline", "--data", str(tiny_synth_root), "--gpus", "2",
+                      *TINY).exit_code == 0
+    result = invoke(queued, "work", "--until-empty", "--poll", "0.1")
+    assert result.exit_code == 0, result.output
+    assert "stopped: no jobs; 2 queued jobs need more devices than this worker's 1" in result.stderr
+    assert [row["state"] for row in queue_rows(queued)] == ["cancelled", "queued", "queued"]

@@ -7,15 +7,12 @@ import sys
 
 import pytest
 
-from atzoo.io import write_json_atomic
 from atzoo.leaderboard.app import LeaderboardApp
 from atzoo.leaderboard.store import read_entry
 from atzoo.leaderboard.submit import submit
-from atzoo.leaderboard.verify import measure_package
-from atzoo.package import aggregate_metrics, read_package
 from atzoo.service import open_queue, open_runner_dir, queue_rows, submit_train, submit_verify
 from atzoo.service.jobs import job_steps
-from tests.packages import make_package, populate_hf_cache
+from tests.packages import make_measured_package, populate_hf_cache
 
 TINY = ["epochs=1", "iters_per_epoch=2", "image_size=[32,16]", "num_workers=0", "num_persons=4", "num_instances=4",
         "eval_batch_size=64", "cache=false"]
@@ -64,9 +61,7 @@ def test_a_verify_job_writes_the_verified_block_and_the_app_shows_the_queue(tmp_
     cache.mkdir()
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    package = make_package(tmp_path)
-    measured = measure_package(read_package(package), tiny_synth_root, device="cpu", progress=False)
-    write_json_atomic(package / "results.json", aggregate_metrics(measured))
+    package = make_measured_package(tmp_path, tiny_synth_root)
     commit = populate_hf_cache(cache, "org/tiny-baseline", package)
     path = submit(package, registry, weights_ref=f"org/tiny-baseline@{commit}", submitter="Tester",
                   pretraining="none")

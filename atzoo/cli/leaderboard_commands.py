@@ -24,11 +24,11 @@ def _registry(registry_dir: Path | None) -> Path:
 
 
 def _entry_file(registry_dir: Path | None, entry: str) -> Path:
-    """ENTRY as a file path when one exists, else an id in the registry."""
-    from atzoo.leaderboard.store import entry_path
+    """ENTRY as a file path when one exists, else an id in the registry (checked: no paths)."""
+    from atzoo.leaderboard.store import registered_entry_path
 
     path = Path(entry)
-    return path if path.is_file() else entry_path(_registry(registry_dir), entry)
+    return path if path.is_file() else registered_entry_path(_registry(registry_dir), entry)
 
 
 @click.command()
@@ -115,7 +115,7 @@ def check(ctx: click.Context, entry_files: tuple[Path, ...], registry_dir: Path 
 
 def _file_problems(path: Path, snapshot) -> list[str]:
     from atzoo.leaderboard.schema import Entry, entry_problems
-    from atzoo.leaderboard.store import duplicate_problems, entry_path
+    from atzoo.leaderboard.store import entry_path, registry_problems
 
     if not path.is_file():
         return ["no such file"]
@@ -131,7 +131,7 @@ def _file_problems(path: Path, snapshot) -> list[str]:
     in_registry = path.resolve().parent == registered.parent
     if in_registry and path.resolve() != registered:
         problems.append(f"the file name must be the entry id ({entry.id}.json)")
-    return problems + duplicate_problems(entry, snapshot, replacing=path.resolve() == registered)
+    return problems + registry_problems(entry, snapshot, replacing=path.resolve() == registered)
 
 
 def _status(entry) -> str:
@@ -198,8 +198,8 @@ def verify(entry: str, data_root: Path, tolerance: float | None, device: str | N
     """Fetch the entry's exact weights, re-evaluate them on the local dataset, write the verified block."""
     from atzoo.leaderboard.verify import DEFAULT_TOLERANCE, verify_entry
 
-    path = _entry_file(registry_dir, entry)
     with user_errors():
+        path = _entry_file(registry_dir, entry)
         result = verify_entry(path, data_root, tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
                               device=device, progress=not no_progress)
     verified = result.verified
@@ -238,7 +238,7 @@ def moderate(entry_id: str, flag_reason: str | None, unflag: bool, withdraw: boo
 
 
 @leaderboard.command("schema")
-@click.option("--out", type=click.Path(path_type=Path),
+@click.option("--out", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
               help="Where to write the JSON Schema ('-' for stdout; default: the registry's schema/ folder).")
 @registry_option
 def schema(out: Path | None, registry_dir: Path | None) -> None:
@@ -251,6 +251,8 @@ def schema(out: Path | None, registry_dir: Path | None) -> None:
     if out is not None and str(out) == "-":
         click.echo(text, nl=False)
         return
+    if out is not None and not out.parent.is_dir():
+        raise click.BadParameter(f"{out.parent} is not an existing folder", param_hint="'--out'")
     target = out or _registry(registry_dir) / SCHEMA_DIR / SCHEMA_FILE
     write_text_atomic(target, text)
     click.echo(f"JSON Schema written to {target}")
@@ -258,7 +260,8 @@ def schema(out: Path | None, registry_dir: Path | None) -> None:
 
 @leaderboard.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=None, help="Port (default: Gradio's, 7860 or the next free one).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port (default: Gradio's, 7860 or the next free one).")
 @click.option("--share", is_flag=True, help="Also open a public Gradio share link.")
 @click.option("--runner-dir", type=click.Path(path_type=Path), default=None,
               help="Show this runner directory's verification queue (see `atzoo runner`).")

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
 
 from atzoo.cli.output import console, user_errors
+from atzoo.service.control import DEFAULT_STALE_AFTER_S, WORKER_GONE
 from atzoo.service.runnerdir import DEFAULT_RUNNER_DIR, ENV_RUNNER_DIR
 
 STATE_STYLES = {"queued": "cyan", "running": "yellow", "done": "green", "failed": "red", "cancelled": "dim"}
+
+
+class PositiveFinite(click.FloatRange):
+    """A number greater than 0 (or at least 0 with `zero_ok`) that is neither NaN nor infinite: NaN passes
+    every range comparison, so a plain `FloatRange` would let `--time-limit nan` through as no limit."""
+
+    def __init__(self, zero_ok: bool = False) -> None:
+        super().__init__(min=0, min_open=not zero_ok)
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 def _runner_dir(ctx: click.Context) -> Path:
@@ -32,9 +48,9 @@ def submit() -> None:
 
 
 def _limits(function):
-    function = click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+    function = click.option("--time-limit", type=PositiveFinite(), metavar="SECONDS",
                             help="Stop the job (failed) after this many seconds of one attempt.")(function)
-    return click.option("--memory-limit", type=click.FloatRange(min=0, min_open=True), metavar="GB",
+    return click.option("--memory-limit", type=PositiveFinite(), metavar="GB",
                         help="Cap each process's address space (RLIMIT_AS) at this many GB.")(function)
 
 
@@ -96,7 +112,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     from atzoo.service import queue_rows
 
     with user_errors():
-        rows = queue_rows(_runner_dir(ctx))
+        rows = queue_rows(_runner_dir(ctx), missing_ok=False)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -119,12 +135,11 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def logs(ctx: click.Context, job_id: int, tail: int | None) -> None:
     """Print the log of job JOB_ID (every attempt), and why it failed."""
-    from atzoo.service import job_log_path, open_queue, open_runner_dir
+    from atzoo.service import get_job, job_log_path
 
     with user_errors():
         path = job_log_path(_runner_dir(ctx), job_id)
-        with open_queue(open_runner_dir(_runner_dir(ctx))) as queue:
-            job = queue.get(job_id)
+        job = get_job(_runner_dir(ctx), job_id)
     text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
     lines = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
     click.echo("\n".join(lines[-tail:] if tail else lines))
@@ -132,17 +147,29 @@ def logs(ctx: click.Context, job_id: int, tail: int | None) -> None:
         click.echo(f"job {job_id} {job.state}: {job.reason}", err=True)
 
 
+def _stale_after_option(help_text: str):
+    return click.option("--stale-after", type=PositiveFinite(), default=DEFAULT_STALE_AFTER_S, show_default=True,
+                        metavar="SECONDS", help=help_text)
+
+
 @runner.command()
 @click.argument("job_id", type=int)
+@_stale_after_option("A running job without heartbeat for this long has lost its worker: it is cancelled "
+                     "at once, its leftover processes on this machine killed.")
 @click.pass_context
-def cancel(ctx: click.Context, job_id: int) -> None:
-    """Cancel job JOB_ID: at once if queued; a running one is stopped by its worker (SIGTERM, then SIGKILL)."""
+def cancel(ctx: click.Context, job_id: int, stale_after: float) -> None:
+    """Cancel job JOB_ID: at once if queued, or if running without a live worker; otherwise its worker
+    stops it (SIGTERM, then SIGKILL)."""
     from atzoo.service import cancel_job
 
     with user_errors():
-        job = cancel_job(_runner_dir(ctx), job_id)
-    click.echo(f"job {job_id} cancelled" if job.state == "cancelled"
-               else f"job {job_id}: cancel requested; its worker stops it within a heartbeat")
+        job = cancel_job(_runner_dir(ctx), job_id, stale_after_s=stale_after)
+    if job.state != "cancelled":
+        click.echo(f"job {job_id}: cancel requested; its worker stops it within a heartbeat")
+    elif job.reason == WORKER_GONE:
+        click.echo(f"job {job_id} cancelled: its worker was gone (no heartbeat for over {stale_after:g} s)")
+    else:
+        click.echo(f"job {job_id} cancelled")
 
 
 @runner.command()
@@ -158,12 +185,21 @@ def retry(ctx: click.Context, job_id: int) -> None:
 
 
 def _parse_gpus(value: str | None) -> tuple[str, ...]:
-    if not value:
+    if value is None:
         return ()
-    gpus = tuple(part.strip() for part in value.split(",") if part.strip())
+    gpus = tuple(part.strip() for part in value.split(","))
     if not all(part.isdigit() for part in gpus) or len(set(gpus)) != len(gpus):
         raise click.BadParameter(f"expected distinct GPU indices such as 0,1; got {value!r}", param_hint="--gpus")
     return gpus
+
+
+def _warn_without_cuda(gpus: tuple[str, ...]) -> None:
+    """GPU indices on a machine without CUDA are accepted (a CPU box can drain a queue too), but said once."""
+    import torch
+
+    if not torch.cuda.is_available():
+        click.echo(f"Warning: --gpus {','.join(gpus)} given but CUDA is not available here; jobs run on the CPU "
+                   f"(CUDA_VISIBLE_DEVICES is still set for them)", err=True)
 
 
 @runner.command()
@@ -171,13 +207,12 @@ def _parse_gpus(value: str | None) -> tuple[str, ...]:
 @click.option("--max-jobs", type=click.IntRange(min=1), help="Stop after finishing this many jobs.")
 @click.option("--until-empty", is_flag=True,
               help="Stop once nothing is running and no queued job fits this worker's devices.")
-@click.option("--heartbeat", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+@click.option("--heartbeat", type=PositiveFinite(), default=5.0, show_default=True,
               metavar="SECONDS", help="How often the running job's heartbeat is written.")
-@click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
-              metavar="SECONDS", help="A running job without heartbeat for this long is taken over.")
-@click.option("--poll", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@_stale_after_option("A running job without heartbeat for this long is taken over.")
+@click.option("--poll", type=PositiveFinite(), default=1.0, show_default=True,
               metavar="SECONDS", help="How often to look for work and watch the running job.")
-@click.option("--grace", type=click.FloatRange(min=0), default=10.0, show_default=True, metavar="SECONDS",
+@click.option("--grace", type=PositiveFinite(zero_ok=True), default=10.0, show_default=True, metavar="SECONDS",
               help="Between SIGTERM and SIGKILL when a job is stopped.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=5, show_default=True,
               help="An orphaned job is failed instead of resumed after this many attempts.")
@@ -191,7 +226,10 @@ def work(ctx: click.Context, gpus: str | None, max_jobs: int | None, until_empty
     if heartbeat >= stale_after:
         raise click.BadParameter(f"--heartbeat ({heartbeat:g}) must be shorter than --stale-after ({stale_after:g})",
                                  param_hint="--heartbeat")
-    options = WorkerOptions(gpus=_parse_gpus(gpus), max_jobs=max_jobs, until_empty=until_empty,
+    devices = _parse_gpus(gpus)
+    if devices:
+        _warn_without_cuda(devices)
+    options = WorkerOptions(gpus=devices, max_jobs=max_jobs, until_empty=until_empty,
                             heartbeat_s=heartbeat, stale_after_s=stale_after, poll_s=poll, grace_s=grace,
                             max_attempts=max_attempts)
     with user_errors():

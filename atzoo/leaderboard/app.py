@@ -113,6 +113,8 @@ class LeaderboardApp:
         self.root = Path(leaderboard_dir)
         self.allow_local_paths = allow_local_paths
         self.runner_dir = Path(runner_dir) if runner_dir else None
+        if self.runner_dir is not None:
+            self._check_runner_dir()
         if isinstance(demo_models, Mapping):
             self.demo_models = dict(demo_models)
         else:
@@ -170,6 +172,13 @@ class LeaderboardApp:
         path = folder / f"atzoo-leaderboard-{release or DEFAULT_RELEASE}-{metric or 'rank1'}.csv"
         write_text_atomic(path, rows_to_csv(table.rows))
         return str(path)
+
+    def _check_runner_dir(self) -> None:
+        """Refuse at startup what the queue would refuse on every request: a file, or a folder that
+        is not a runner directory. A path that does not exist yet is fine: the first job creates it."""
+        from atzoo.service import queue_rows
+
+        queue_rows(self.runner_dir)
 
     def queue(self) -> pd.DataFrame:
         """The verification queue of the configured runner folder, or one row saying why there is none."""

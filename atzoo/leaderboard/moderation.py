@@ -8,11 +8,11 @@ from pathlib import Path
 
 from atzoo.errors import LeaderboardError
 from atzoo.leaderboard.schema import Entry
-from atzoo.leaderboard.store import entry_path, load_snapshot, read_entry, update_entry
+from atzoo.leaderboard.store import load_snapshot, read_entry, registered_entry_path, supersede_chain, update_entry
 
 
 def _moderation(root: str | os.PathLike, entry_id: str) -> tuple[Path, dict]:
-    path = entry_path(root, entry_id)
+    path = registered_entry_path(root, entry_id)
     if not path.is_file():
         raise LeaderboardError(f"no entry {entry_id!r} in the registry {root} (expected {path})")
     return path, read_entry(path).moderation.model_dump()
@@ -38,11 +38,18 @@ def withdraw(root: str | os.PathLike, entry_id: str) -> Entry:
 
 
 def supersede(root: str | os.PathLike, entry_id: str, by: str) -> Entry:
-    """Point an entry at its replacement, which must exist in the same registry."""
+    """Point an entry at its replacement, which must exist in the same registry and must not lead
+    back to the entry (a supersede cycle would hide every entry in it)."""
     if by == entry_id:
         raise LeaderboardError(f"entry {entry_id} cannot supersede itself")
     path, moderation = _moderation(root, entry_id)
-    successor = load_snapshot(root).get(by)
+    registered_entry_path(root, by)
+    snapshot = load_snapshot(root)
+    successor = snapshot.get(by)
+    chain = supersede_chain(entry_id, by, snapshot)
+    if chain[-1] == entry_id:
+        raise LeaderboardError(f"{entry_id} cannot be superseded by {by}: that would make a cycle "
+                               f"({' -> '.join(chain)})")
     current = read_entry(path)
     if successor.dataset.release != current.dataset.release:
         raise LeaderboardError(f"{by} is on release {successor.dataset.release}, {entry_id} on "

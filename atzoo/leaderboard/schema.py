@@ -17,7 +17,8 @@ import re
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator,
+                      model_validator)
 
 from atzoo.errors import LeaderboardError
 from atzoo.protocol import ANY_TIME, SCENARIO_NAMES
@@ -40,7 +41,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Percent = Field(ge=0.0, le=100.0)
+# Numbers are strict (no booleans, no numeric strings; an integer is a valid float) and finite.
+# The models themselves stay lax so that dates are read from their ISO strings.
+Percent = Field(ge=0.0, le=100.0, strict=True, allow_inf_nan=False)
+OptionalPercent = Field(default=None, ge=0.0, le=100.0, strict=True, allow_inf_nan=False)
 
 
 class ScenarioMetrics(_Strict):
@@ -48,11 +52,11 @@ class ScenarioMetrics(_Strict):
     metrics may be absent (null); a runner evaluation fills all of them."""
 
     rank1: float = Percent
-    rank5: float | None = Field(default=None, ge=0.0, le=100.0)
-    rank10: float | None = Field(default=None, ge=0.0, le=100.0)
-    rank20: float | None = Field(default=None, ge=0.0, le=100.0)
+    rank5: float | None = OptionalPercent
+    rank10: float | None = OptionalPercent
+    rank20: float | None = OptionalPercent
     mAP: float = Percent
-    mINP: float | None = Field(default=None, ge=0.0, le=100.0)
+    mINP: float | None = OptionalPercent
 
     @model_validator(mode="after")
     def _cmc_never_decreases(self) -> ScenarioMetrics:
@@ -121,7 +125,7 @@ class Weights(_Strict):
     revision: str = Field(pattern=COMMIT_PATTERN, description="A full 40-hex commit id, never a branch.")
     filename: str = "model.safetensors"
     sha256: str = Field(pattern=SHA256_PATTERN)
-    num_params: int = Field(gt=0, description="Read from the safetensors header.")
+    num_params: int = Field(gt=0, strict=True, description="Read from the safetensors header.")
 
     @field_validator("filename")
     @classmethod
@@ -136,15 +140,15 @@ class Model(_Strict):
     pretraining: str = Field(default="none", description="e.g. 'ImageNet-1k', 'CLIP', 'none'.")
     extra_training_data: list[str] = Field(default_factory=list,
                                            description="Training data beyond AT-USTC's training split.")
-    input_size: tuple[int, int] | None = Field(default=None, description="(height, width)")
+    input_size: tuple[StrictInt, StrictInt] | None = Field(default=None, description="(height, width)")
 
 
 class Disclosures(_Strict):
     """Test-time tricks. Entries that use any are left out of the default view."""
 
-    re_ranking: bool = False
+    re_ranking: StrictBool = False
     test_time_augmentation: list[str] = Field(default_factory=list, description="e.g. ['flip']")
-    query_expansion: bool = False
+    query_expansion: StrictBool = False
     notes: str = ""
 
     @property
@@ -156,6 +160,10 @@ class Dataset(_Strict):
     release: Literal[RELEASES]  # type: ignore[valid-type]
     protocol_version: str = Field(min_length=1)
     evaluator_version: str = Field(min_length=1)
+    fingerprint: str | None = Field(
+        default=None, pattern=SHA256_PATTERN,
+        description="The runner's dataset fingerprint (sha256 over every image's relative path and size) of the "
+                    "data the reported numbers were measured on. Verification compares it for synthetic entries.")
 
 
 class Verified(_Strict):
@@ -163,9 +171,10 @@ class Verified(_Strict):
 
     status: Literal[VERIFY_STATUSES]  # type: ignore[valid-type]
     date: dt.datetime
-    tolerance: float = Field(ge=0.0, description="Largest accepted |reported - verified|, percentage points.")
+    tolerance: float = Field(ge=0.0, strict=True, allow_inf_nan=False,
+                             description="Largest accepted |reported - verified|, percentage points.")
     metrics: Metrics | None = None
-    max_difference: float | None = Field(default=None, ge=0.0)
+    max_difference: float | None = Field(default=None, ge=0.0, strict=True, allow_inf_nan=False)
     environment: dict[str, str] = Field(default_factory=dict)
     message: str = ""
 
@@ -177,9 +186,9 @@ class Verified(_Strict):
 
 
 class Moderation(_Strict):
-    flagged: bool = False
+    flagged: StrictBool = False
     flag_reason: str = ""
-    withdrawn: bool = False
+    withdrawn: StrictBool = False
     superseded_by: str | None = Field(default=None, pattern=ID_PATTERN)
 
     @model_validator(mode="after")
@@ -226,11 +235,16 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(entry)"
 
 
+_SHOW_INPUT = {"finite_number", "float_type", "int_type", "bool_type"}
+
+
 def validation_problems(error: ValidationError) -> list[str]:
     """Every problem pydantic found, one line each: ``field.path: message``."""
     problems = []
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")
+        if item["type"] in _SHOW_INPUT:
+            message += f", got {type(item['input']).__name__} {item['input']!r}"
         problems.append(f"{_location(item['loc'])}: {message}")
     return problems
 

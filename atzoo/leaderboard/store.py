@@ -8,6 +8,7 @@ not hide the others: it is listed in ``Snapshot.problems``.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from atzoo.errors import LeaderboardError
 from atzoo.io import read_json, write_json_atomic
-from atzoo.leaderboard.schema import Entry, entry_problems, parse_entry
+from atzoo.leaderboard.schema import ID_PATTERN, Entry, entry_problems, parse_entry
 
 ENTRIES = "entries"
 SCHEMA_DIR = "schema"
@@ -35,6 +36,19 @@ def entry_path(root: str | os.PathLike, entry_id: str) -> Path:
     return entries_dir(root) / f"{entry_id}.json"
 
 
+def registered_entry_path(root: str | os.PathLike, entry_id: str) -> Path:
+    """The file of entry `entry_id` in the registry at `root`. An id given by a user is checked
+    against the id pattern and must resolve inside the entries folder, so that no path (``../x``,
+    a link out of the folder) makes a command read or rewrite a file elsewhere."""
+    if not re.fullmatch(ID_PATTERN, entry_id):
+        raise LeaderboardError(f"{entry_id!r} is not an entry id: expected 2-80 lowercase letters, digits, '.', "
+                               f"'_' or '-', starting with a letter or digit")
+    path = entry_path(root, entry_id)
+    if path.resolve().parent != entries_dir(root).resolve():
+        raise LeaderboardError(f"entry {entry_id!r}: {path} resolves outside the registry's entries folder")
+    return path
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Every valid entry of a registry at one moment, plus the files that failed validation."""
@@ -47,7 +61,7 @@ class Snapshot:
         for entry in self.entries:
             if entry.id == entry_id:
                 return entry
-        raise LeaderboardError(f"no entry {entry_id!r} in {entries_dir(self.root)}")
+        raise LeaderboardError(f"no entry {entry_id!r} in the registry")
 
     @property
     def ids(self) -> list[str]:
@@ -113,7 +127,7 @@ def duplicate_problems(entry: Entry, snapshot: Snapshot, *, replacing: bool = Fa
     for other in snapshot.entries:
         if other.id == entry.id:
             if not replacing:
-                problems.append(f"id: {entry.id!r} is already taken ({entry_path(snapshot.root, other.id)})")
+                problems.append(f"id: {entry.id!r} is already taken by an entry of the registry")
             continue
         same_weights = (entry.weights is not None and other.weights is not None
                         and entry.weights.sha256 == other.weights.sha256)
@@ -124,13 +138,47 @@ def duplicate_problems(entry: Entry, snapshot: Snapshot, *, replacing: bool = Fa
     return problems
 
 
+def supersede_chain(entry_id: str, successor: str, snapshot: Snapshot) -> list[str]:
+    """The ids from `entry_id` along ``superseded_by`` links, starting with `successor`, up to the
+    first id that is not in the registry, has no successor, or repeats (a cycle: then it is last)."""
+    by_id = {entry.id: entry for entry in snapshot.entries}
+    chain = [entry_id]
+    current: str | None = successor
+    while current is not None:
+        chain.append(current)
+        if current in chain[:-1] or current not in by_id:
+            break
+        current = by_id[current].moderation.superseded_by
+    return chain
+
+
+def link_problems(entry: Entry, snapshot: Snapshot) -> list[str]:
+    """A ``superseded_by`` that names no entry of the registry, or that leads back to a cycle."""
+    successor = entry.moderation.superseded_by
+    if successor is None:
+        return []
+    known = set(snapshot.ids) | {entry.id}
+    if successor not in known:
+        return [f"moderation.superseded_by: {successor!r} names no entry of the registry"]
+    chain = supersede_chain(entry.id, successor, snapshot)
+    if chain[-1] in chain[:-1]:
+        return [f"moderation.superseded_by: the entries supersede each other in a cycle ({' -> '.join(chain)})"]
+    return []
+
+
+def registry_problems(entry: Entry, snapshot: Snapshot, *, replacing: bool = False) -> list[str]:
+    """Duplicates (:func:`duplicate_problems`) and broken supersede links (:func:`link_problems`)."""
+    return duplicate_problems(entry, snapshot, replacing=replacing) + link_problems(entry, snapshot)
+
+
 def check_entry_data(data: Any, snapshot: Snapshot | None = None) -> list[str]:
     """Every problem of an entry that can be seen without its weights or the dataset: the schema,
-    then (given a snapshot) duplicates. Used by the app's Submit tab and ``atzoo leaderboard check``."""
+    then (given a snapshot) duplicates and broken supersede links. Used by the app's Submit tab and
+    ``atzoo leaderboard check``."""
     problems = entry_problems(data)
     if problems or snapshot is None:
         return problems
-    return duplicate_problems(Entry.model_validate(data), snapshot)
+    return registry_problems(Entry.model_validate(data), snapshot)
 
 
 def write_entry(root: str | os.PathLike, entry: Entry, *, overwrite: bool = False) -> Path:

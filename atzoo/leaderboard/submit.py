@@ -32,6 +32,7 @@ from atzoo.protocol import ANY_TIME, EVALUATOR_VERSION, SCENARIO_NAMES
 
 ANY_TIME_TOLERANCE = 1e-6
 COMMIT = re.compile(r"[0-9a-f]{40}")
+SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 CMC = ("rank1", "rank5", "rank10", "rank20")
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 RUN_FORMAT = "atzoo-run-1"
@@ -182,7 +183,7 @@ def parse_weights_ref(ref: str) -> tuple[str, str]:
     return repo, revision
 
 
-def _hub_problems(repo: str, revision: str, local_sha: str, weights: Path) -> tuple[list[str], list[str]]:
+def _hub_problems(repo: str, revision: str, local_sha: str, weights: str) -> tuple[list[str], list[str]]:
     """(problems, notes): the Hub file at the pinned commit must be the local file, when reachable."""
     from atzoo.hub import pull
 
@@ -205,6 +206,8 @@ def _hub_problems(repo: str, revision: str, local_sha: str, weights: Path) -> tu
 
 def _source_format(source: Path) -> str:
     config = source / CONFIG
+    if source.exists() and not source.is_dir():
+        raise LeaderboardError(f"{source} is a file; expected a run directory or an exported package folder")
     if not source.is_dir():
         raise LeaderboardError(f"{source}: no such folder (expected a run directory or an exported package)")
     if not config.is_file():
@@ -295,9 +298,18 @@ def _entry_data(package: ModelPackage, results: dict[str, Any], *, repo: str, re
                         "query_expansion": query_expansion, "notes": notes},
         "dataset": {"release": config.get("dataset_release"),
                     "protocol_version": str(config.get("protocol_version", "")),
-                    "evaluator_version": EVALUATOR_VERSION},
+                    "evaluator_version": EVALUATOR_VERSION,
+                    "fingerprint": config.get("dataset_fingerprint") or None},
         "reported": metrics_from_fractions(results),
     }
+
+
+def _weights_shown(source_dir: str | os.PathLike, package: ModelPackage) -> str:
+    """The weights file as the user knows it: a run's own file, not the temporary package's copy."""
+    from atzoo.runner.rundir import MODEL
+
+    source = Path(source_dir)
+    return str(package.weights if package.path == source else source / MODEL)
 
 
 def prepare_submission(source_dir: str | os.PathLike, *, weights_ref: str, entry_id: str | None = None,
@@ -312,6 +324,8 @@ def prepare_submission(source_dir: str | os.PathLike, *, weights_ref: str, entry
     if task_family not in TASK_FAMILIES:
         raise LeaderboardError(f"task family {task_family!r} is not one of {', '.join(TASK_FAMILIES)}")
     repo, revision = parse_weights_ref(weights_ref)
+    if sha256 is not None and not SHA256.fullmatch(sha256):
+        raise LeaderboardError(f"--sha256 {sha256!r} is not a sha256 (64 hex digits)")
     from atzoo.hub import sha256_file
 
     with open_source(source_dir, dataset_release) as package:
@@ -320,10 +334,11 @@ def prepare_submission(source_dir: str | os.PathLike, *, weights_ref: str, entry
         problems += _release_problems(package.config, dataset_release, package.path)
         num_params = count_parameters(read_safetensors_header(package.weights))
         local_sha = sha256_file(package.weights)
+        weights_shown = _weights_shown(source_dir, package)
         if sha256 is not None and sha256.lower() != local_sha:
             problems.append(f"weights: the hash does not match the weights: --sha256 is {sha256}, "
-                            f"{package.weights} has {local_sha}")
-        hub_problems, hub_notes = _hub_problems(repo, revision, local_sha, package.weights)
+                            f"{weights_shown} has {local_sha}")
+        hub_problems, hub_notes = _hub_problems(repo, revision, local_sha, weights_shown)
         problems += hub_problems
         problems += _model_problems(package, registry)
         if problems:

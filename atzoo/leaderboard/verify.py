@@ -32,6 +32,7 @@ from atzoo.protocol import SCENARIO_NAMES
 DEFAULT_TOLERANCE = 0.5
 """Percentage points; see the module docstring for why."""
 WORST_SHOWN = 3
+STATUS_RANK = {"failed": 0, "mismatch": 1, "verified": 2}
 
 
 def _device(device: str | None):
@@ -59,6 +60,22 @@ def check_release(data_root: Path, release: str) -> None:
                                f"was evaluated on the synthetic release; generate it with `atzoo synth`")
 
 
+def check_fingerprint(data_root: Path, records, entry: Entry) -> None:
+    """A synthetic entry is verified only on the synthetic dataset it was measured on (same preset
+    and seed), as recorded at submission. An AT-USTC copy's fingerprint may legitimately differ from
+    the submitter's (another copy of the release), so it is not compared."""
+    from atzoo.data.cache import dataset_fingerprint
+
+    expected = entry.dataset.fingerprint
+    if entry.dataset.release != "synthetic" or expected is None:
+        return
+    actual = dataset_fingerprint(records)
+    if actual != expected:
+        raise LeaderboardError(f"{data_root} is not the synthetic dataset entry {entry.id} was measured on "
+                               f"(dataset fingerprint {actual[:12]}..., the entry records {expected[:12]}...); "
+                               f"generate it with the same `atzoo synth` preset and seed")
+
+
 def fetch_weights(entry: Entry, cache_dir: str | os.PathLike | None = None) -> ModelPackage:
     """The entry's package at its pinned commit, its weights checked against the entry's sha256."""
     from atzoo.hub import pull
@@ -67,7 +84,7 @@ def fetch_weights(entry: Entry, cache_dir: str | os.PathLike | None = None) -> M
     weights = entry.weights
     try:
         pulled = pull(weights.repo, revision=weights.revision, sha256=weights.sha256, filename=weights.filename,
-                      cache_dir=cache_dir)
+                      cache_dir=cache_dir, sha256_source="the entry's weights.sha256")
     except HubError as error:
         raise LeaderboardError(f"entry {entry.id}: cannot fetch its exact weights: {error}") from None
     return read_package(pulled.path)
@@ -171,6 +188,13 @@ def _outcome(entry: Entry, measured: dict[str, Any], tolerance: float) -> tuple[
     return "mismatch", metrics, worst, f"{len(outliers)} metric(s) beyond {tolerance} points: {shown}{more}"
 
 
+def _replacement_note(previous: Verified | None, status: str) -> str:
+    """Said in the new message when a worse status replaces an earlier, better one."""
+    if previous is None or STATUS_RANK[status] >= STATUS_RANK[previous.status]:
+        return ""
+    return f" (replaces a {previous.status!r} result of {previous.date.date().isoformat()})"
+
+
 def verify_entry(entry_path: str | os.PathLike, data_root: str | os.PathLike, *,
                  tolerance: float = DEFAULT_TOLERANCE, device: str | None = None, registry=None,
                  progress: bool = True, cache_dir: str | os.PathLike | None = None) -> Entry:
@@ -178,8 +202,10 @@ def verify_entry(entry_path: str | os.PathLike, data_root: str | os.PathLike, *,
 
     Status ``verified`` when every reported metric is within `tolerance` percentage points of the
     measured one, ``mismatch`` otherwise, ``failed`` when the model cannot be evaluated. Problems
-    that are not the entry's (missing files, a dataset of another release, a plugin not installed,
-    weights that do not match the sha256) raise :class:`LeaderboardError` and write nothing.
+    that are not the entry's (missing files, a dataset of another release or another synthetic
+    dataset, a plugin not installed, weights that do not match the sha256) raise
+    :class:`LeaderboardError` and write nothing. A worse status than the entry's earlier one says in
+    its message what it replaced.
     """
     from atzoo.registry import load_registry
 
@@ -197,6 +223,7 @@ def verify_entry(entry_path: str | os.PathLike, data_root: str | os.PathLike, *,
     torch_device = _device(device)
     try:
         records = _test_records(data_root)
+        check_fingerprint(data_root, records, entry)
     except DataError as error:
         raise LeaderboardError(f"cannot verify on {data_root}: {error}") from None
     registry = registry or load_registry()
@@ -208,6 +235,7 @@ def verify_entry(entry_path: str | os.PathLike, data_root: str | os.PathLike, *,
     except (AtzooError, RuntimeError, ValueError) as error:
         status, metrics, worst = "failed", None, None
         message = _scrub(str(error), data_root.resolve(), data_root, package.path)
+    message += _replacement_note(entry.verified, status)
     verified = Verified(status=status, date=dt.datetime.now(dt.timezone.utc).replace(microsecond=0),
                         tolerance=tolerance, metrics=metrics, max_difference=worst,
                         environment=environment(torch_device.type, package), message=message)

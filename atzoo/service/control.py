@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from atzoo.errors import ServiceError
+from atzoo.errors import LeaderboardError, ServiceError
 from atzoo.service.jobs import train_spec, verify_spec
 from atzoo.service.processes import kill_job_processes
-from atzoo.service.queue import Job, open_queue
-from atzoo.service.runnerdir import open_runner_dir
+from atzoo.service.queue import Job, Queue, open_queue
+from atzoo.service.runnerdir import JOBS, RunnerDir, open_runner_dir
 
 BACKBONE_PREFIX = "backbone."
+DEFAULT_STALE_AFTER_S = 60.0
+ENTRY_RUN_PLACEHOLDER = "JOB_RUN_DIR"
+ENTRY_PROBLEMS_SHOWN = 3
+WORKER_GONE = "cancelled by request (its worker was gone)"
 
 
 def validate_train_request(method: str, data_root: Path, settings: list[str]) -> str:
@@ -32,8 +37,39 @@ def validate_train_request(method: str, data_root: Path, settings: list[str]) ->
 
 
 def _require_data_root(data_root: Path) -> None:
+    """The root exists and holds at least one person folder (`pNNN-dNN-cNN`); stops at the first one,
+    so a full dataset is not scanned at submission."""
+    from atzoo.data.layout import FOLDER_PATTERN
+
     if not data_root.is_dir():
         raise ServiceError(f"dataset root {data_root} does not exist or is not a folder")
+    with os.scandir(data_root) as entries:
+        if any(entry.is_dir() and FOLDER_PATTERN.match(entry.name) for entry in entries):
+            return
+    raise ServiceError(f"dataset root {data_root} holds no person folder (pNNN-dNN-cNN); expected the root of an "
+                       f"AT-USTC or synthetic dataset")
+
+
+def validate_entry_args(entry_args: list[str] | tuple[str, ...]) -> None:
+    """Parse the arguments of the job's `atzoo submit RUN_DIR ARGS...` step with that command's own parser
+    (nothing runs, and `--help` is no option there), so a missing required option or an unknown one is
+    refused now, not after training."""
+    import click
+
+    from atzoo.cli.leaderboard_commands import submit
+
+    try:
+        submit.make_context("atzoo submit", [ENTRY_RUN_PLACEHOLDER, *entry_args], resilient_parsing=False,
+                            help_option_names=[])
+    except click.ClickException as error:
+        raise ServiceError(f"entry arguments {list(entry_args)} are not valid for `atzoo submit`: "
+                           f"{error.format_message()}") from None
+
+
+def _check_limits(time_limit_s: float | None, memory_limit_gb: float | None) -> None:
+    for name, value, unit in (("time limit", time_limit_s, "seconds"), ("memory limit", memory_limit_gb, "GB")):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ServiceError(f"{name} must be a positive, finite number of {unit}; got {value}")
 
 
 def submit_train(runner_dir: str | os.PathLike, method: str, data_root: str | os.PathLike, settings: list[str], *,
@@ -43,8 +79,11 @@ def submit_train(runner_dir: str | os.PathLike, method: str, data_root: str | os
     followed by `atzoo submit RUN_DIR ENTRY_ARGS...` in the same job."""
     if entry_args and not entry:
         raise ServiceError(f"entry arguments {list(entry_args)} given without --entry")
+    _check_limits(time_limit_s, memory_limit_gb)
     data_root = Path(data_root).resolve()
     qualified = validate_train_request(method, data_root, settings)
+    if entry:
+        validate_entry_args(entry_args)
     runner = open_runner_dir(runner_dir, create=True)
     with open_queue(runner) as queue:
         return queue.submit("train", qualified, train_spec(qualified, data_root, settings, entry=entry, entry_args=entry_args), gpus=gpus,
@@ -53,7 +92,9 @@ def submit_train(runner_dir: str | os.PathLike, method: str, data_root: str | os
 
 def submit_verify(runner_dir: str | os.PathLike, entry: str | os.PathLike, data_root: str | os.PathLike, *,
                   time_limit_s: float | None = None, memory_limit_gb: float | None = None) -> int:
-    """Validate and enqueue the verification of a leaderboard entry file; returns the job id."""
+    """Validate and enqueue the verification of a leaderboard entry file; returns the job id. Only a
+    valid entry that names weights (a submission, not a paper's reported row) can be verified."""
+    _check_limits(time_limit_s, memory_limit_gb)
     entry, data_root = Path(entry).resolve(), Path(data_root).resolve()
     if not entry.is_file():
         raise ServiceError(f"leaderboard entry {entry} does not exist (expected an entry JSON file)")
@@ -63,6 +104,7 @@ def submit_verify(runner_dir: str | os.PathLike, entry: str | os.PathLike, data_
         raise ServiceError(f"leaderboard entry {entry} is not readable JSON: {error}") from None
     if not isinstance(content, dict):
         raise ServiceError(f"leaderboard entry {entry} must hold a JSON object, found {type(content).__name__}")
+    _require_verifiable(entry)
     _require_data_root(data_root)
     runner = open_runner_dir(runner_dir, create=True)
     with open_queue(runner) as queue:
@@ -70,30 +112,70 @@ def submit_verify(runner_dir: str | os.PathLike, entry: str | os.PathLike, data_
                             memory_limit_gb=memory_limit_gb)
 
 
-def cancel_job(runner_dir: str | os.PathLike, job_id: int, *, stale_after_s: float = 60.0) -> Job:
-    """Cancel a queued job at once; ask a running job's worker to stop it (SIGTERM, then SIGKILL).
-    A running job whose worker is gone (stale heartbeat) is stopped here and marked cancelled."""
+def _require_verifiable(path: Path) -> None:
+    from atzoo.leaderboard.store import read_entry
+
+    try:
+        entry = read_entry(path)
+    except LeaderboardError as error:
+        first, *problems = str(error).splitlines()
+        listed = "; ".join(problem.strip() for problem in problems[:ENTRY_PROBLEMS_SHOWN])
+        more = f"; {len(problems) - ENTRY_PROBLEMS_SHOWN} more" if len(problems) > ENTRY_PROBLEMS_SHOWN else ""
+        raise ServiceError(f"leaderboard entry {path} cannot be verified: {first.rstrip(':')}"
+                           + (f": {listed}{more} (see `atzoo leaderboard check`)" if problems else "")) from None
+    if entry.weights is None:
+        raise ServiceError(f"leaderboard entry {path} names no weights (origin {entry.origin!r}: reported numbers "
+                           f"only); only a submission with weights can be verified")
+
+
+def _no_queue_yet(runner: RunnerDir) -> bool:
+    """No queue file and no job folder: nothing was submitted there yet. (A queue file missing beside
+    job folders is an error that `open_queue` raises.)"""
+    jobs = runner.path / JOBS
+    return not runner.queue_file.exists() and not (jobs.is_dir() and any(jobs.iterdir()))
+
+
+def _existing_queue(runner_dir: str | os.PathLike) -> tuple[RunnerDir, Queue]:
+    """The queue of an existing runner directory, for commands that read or change jobs: a missing
+    folder or queue file is refused rather than created."""
     runner = open_runner_dir(runner_dir)
-    with open_queue(runner) as queue:
+    if _no_queue_yet(runner):
+        raise ServiceError(f"{runner.path} has no queue file ({runner.queue_file.name}): nothing was submitted "
+                           f"there yet, or the file was lost")
+    return runner, open_queue(runner)
+
+
+def cancel_job(runner_dir: str | os.PathLike, job_id: int, *, stale_after_s: float = DEFAULT_STALE_AFTER_S) -> Job:
+    """Cancel a queued job at once; ask a running job's worker to stop it (SIGTERM, then SIGKILL).
+    A running job whose heartbeat is older than `stale_after_s` (its worker is gone) is marked
+    cancelled here, after any of its processes left on this machine are killed."""
+    runner, queue = _existing_queue(runner_dir)
+    with queue:
         job = queue.request_cancel(job_id)
         if job.state == "running" and (job.heartbeat or 0) < time.time() - stale_after_s:
             kill_job_processes(runner.identity, job_id)
-            queue.finish(job, "cancelled", reason="cancelled by request (its worker was gone)")
+            queue.finish(job, "cancelled", reason=WORKER_GONE)
             job = queue.get(job_id)
         return job
 
 
 def retry_job(runner_dir: str | os.PathLike, job_id: int) -> Job:
-    runner = open_runner_dir(runner_dir)
-    with open_queue(runner) as queue:
+    _, queue = _existing_queue(runner_dir)
+    with queue:
         return queue.retry(job_id)
 
 
 def job_log_path(runner_dir: str | os.PathLike, job_id: int) -> Path:
-    runner = open_runner_dir(runner_dir)
-    with open_queue(runner) as queue:
+    runner, queue = _existing_queue(runner_dir)
+    with queue:
         queue.get(job_id)
     return runner.job_log(job_id)
+
+
+def get_job(runner_dir: str | os.PathLike, job_id: int) -> Job:
+    _, queue = _existing_queue(runner_dir)
+    with queue:
+        return queue.get(job_id)
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -114,15 +196,15 @@ def job_row(job: Job, now: float | None = None) -> dict[str, Any]:
             "duration_s": duration, "reason": reason}
 
 
-def queue_rows(runner_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every job of the runner directory, oldest first. A path where no runner directory exists yet
-    gives no rows; a folder that is not a runner directory, or a damaged queue, is a `ServiceError`."""
+def queue_rows(runner_dir: str | os.PathLike, *, missing_ok: bool = True) -> list[dict[str, Any]]:
+    """Every job of the runner directory, oldest first. With `missing_ok` (what the app's queue view
+    wants), a path where no runner directory or queue exists yet gives no rows; without it (`status`),
+    that is a `ServiceError`. A folder that is not a runner directory, a damaged queue, or a queue file
+    missing beside job folders is always a `ServiceError`."""
     path = Path(runner_dir)
-    if not path.exists():
+    if missing_ok and (not path.exists() or _no_queue_yet(open_runner_dir(path))):
         return []
-    runner = open_runner_dir(path)
-    if not runner.queue_file.exists():
-        return []
+    _, queue = _existing_queue(path)
     now = time.time()
-    with open_queue(runner) as queue:
+    with queue:
         return [job_row(job, now) for job in queue.jobs()]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -217,6 +218,12 @@ class Queue:
                 (capacity if capacity is not None else 1 << 30,)).fetchone()
         return running == 0 and queued == 0
 
+    def queued_beyond(self, capacity: int) -> int:
+        """How many queued jobs ask for more devices than `capacity`."""
+        with self._translate():
+            return self._db.execute("SELECT count(*) FROM jobs WHERE state = 'queued' AND gpus > ?",
+                                    (capacity,)).fetchone()[0]
+
     # -- submitting and user actions -----------------------------------------------------------
 
     def submit(self, kind: str, target: str, spec: dict[str, Any], *, gpus: int = 1,
@@ -226,8 +233,8 @@ class Queue:
         if gpus < 1:
             raise ServiceError(f"a job needs at least 1 device, got gpus={gpus}")
         for name, value in (("time limit", time_limit_s), ("memory limit", memory_limit_gb)):
-            if value is not None and value <= 0:
-                raise ServiceError(f"{name} must be positive, got {value}")
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ServiceError(f"{name} must be positive and finite, got {value}")
         with self._transaction() as db:
             cursor = db.execute(
                 "INSERT INTO jobs (kind, target, spec, gpus, time_limit_s, memory_limit_gb, state, submitted) "

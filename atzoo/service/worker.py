@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -25,11 +26,18 @@ from typing import Callable
 from atzoo.io import write_text_atomic
 from atzoo.service.jobs import Step, job_result, job_steps
 from atzoo.service.processes import JOB_ENV, job_mark, kill_group, kill_job_processes, spawn, stop_group
+from atzoo.service.control import DEFAULT_STALE_AFTER_S
 from atzoo.service.queue import Claim, Job, Queue, open_queue
 from atzoo.service.runnerdir import RunnerDir
 
 LOG_TAIL_LINES = 30
 LOG_TAIL_BYTES = 16_384
+REASON_SCAN_LINES = 200
+REASON_DETAIL_CHARS = 200
+HEADER = "==== "
+STEP_START = "==== job "
+USER_ERROR = "Error:"
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b: \S")
 MEMORY_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "DefaultCPUAllocator: can't allocate")
 
 
@@ -39,7 +47,7 @@ class WorkerOptions:
     max_jobs: int | None = None
     until_empty: bool = False
     heartbeat_s: float = 5.0
-    stale_after_s: float = 60.0
+    stale_after_s: float = DEFAULT_STALE_AFTER_S
     poll_s: float = 1.0
     grace_s: float = 10.0
     max_attempts: int = 5
@@ -89,7 +97,26 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join([line for line in shown if line][-lines:])
 
 
+def error_line(tail: str) -> str | None:
+    """The line of the last step's output that says why it failed: its last `Error: ...` line (how
+    atzoo reports a user error), else its last exception line, else its last line with any text.
+    Only what follows the last step's `==== job ...` header counts (earlier steps' output is not its own)."""
+    lines = tail.split("\n")
+    headers = [i for i, line in enumerate(lines) if line.startswith(STEP_START)]
+    own = [line.strip() for line in lines[(headers[-1] + 1 if headers else 0):]]
+    own = [line for line in own if line and not line.startswith(HEADER)]
+    for matches in (lambda line: line.startswith(USER_ERROR), EXCEPTION_LINE.match,
+                    lambda line: any(c.isalnum() for c in line)):
+        found = [line for line in own if matches(line)]
+        if found:
+            line = found[-1]
+            return line if len(line) <= REASON_DETAIL_CHARS else line[:REASON_DETAIL_CHARS - 1] + "…"
+    return None
+
+
 def failure_reason(step: Step, returncode: int, tail: str, memory_limit_gb: float | None) -> str:
+    """Why a step failed, in one line for `status`. `tail`: the end of the job's log, the step's
+    header line and end line included."""
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
@@ -98,7 +125,8 @@ def failure_reason(step: Step, returncode: int, tail: str, memory_limit_gb: floa
         return f"{step.name} step killed by signal {name}"
     if memory_limit_gb and any(marker in tail for marker in MEMORY_MARKERS):
         return f"{step.name} step ran out of memory (limit {memory_limit_gb:g} GB; exit status {returncode})"
-    return f"{step.name} step exited with status {returncode}"
+    detail = error_line(tail)
+    return f"{step.name} step exited with status {returncode}" + (f": {detail}" if detail else "")
 
 
 class Worker:
@@ -134,7 +162,12 @@ class Worker:
                     summary.count(state)
                 if self.options.max_jobs and sum(summary.finished.values()) >= self.options.max_jobs:
                     break
-        self._say(f"worker {self.id} stopped: {summary.finished or 'no jobs'}")
+            waiting = queue.queued_beyond(self.options.capacity)
+        stopped = f"worker {self.id} stopped: {summary.finished or 'no jobs'}"
+        if waiting:
+            stopped += (f"; {waiting} queued job{'s' if waiting > 1 else ''} need{'' if waiting > 1 else 's'} "
+                        f"more devices than this worker's {self.options.capacity}")
+        self._say(stopped)
         return summary
 
     def stop(self) -> None:
@@ -231,7 +264,7 @@ class Worker:
         if outcome is not None:
             return outcome
         if returncode != 0:
-            reason = failure_reason(step, returncode, log_tail(log), job.memory_limit_gb)
+            reason = failure_reason(step, returncode, log_tail(log, REASON_SCAN_LINES), job.memory_limit_gb)
             return Outcome("failed", reason, returncode)
         if step.marker is not None:
             write_text_atomic(step.marker, f"{now_iso()}\n")
