@@ -169,7 +169,8 @@ def test_only_aggregates_are_written(submitted, tiny_synth_root, tmp_path, hf_ca
     text = json.dumps(block)
     for local in (str(tiny_synth_root), str(tmp_path), str(hf_cache), str(Path.home()), ".jpg", ".png"):
         assert local not in text
-    assert set(block) == {"status", "date", "tolerance", "metrics", "max_difference", "environment", "message"}
+    assert set(block) == {"status", "date", "tolerance", "metrics", "max_difference", "environment", "message",
+                          "verifier"}
     assert set(block["metrics"]) == set(SCENARIO_NAMES)
     for values in block["metrics"].values():
         assert set(values) == {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
@@ -182,10 +183,12 @@ def test_the_verify_command_by_id(submitted, tiny_synth_root, registry):
 
     path, _ = submitted
     result = CliRunner().invoke(cli, ["leaderboard", "verify", path.stem, "--data", str(tiny_synth_root),
-                                      "--device", "cpu", "--no-progress", "--dir", str(registry)])
+                                      "--device", "cpu", "--no-progress", "--dir", str(registry)],
+                                env={"ATZOO_VERIFIER": "Maintainer <@maint>"})
     assert result.exit_code == 0, result.output
     assert f"{path.stem}: verified (max difference 0.00 points, tolerance 0.5)" in result.output
-    assert read_entry(entry_path(registry, path.stem)).verified.status == "verified"
+    verified = read_entry(entry_path(registry, path.stem)).verified
+    assert verified.status == "verified" and verified.verifier == "Maintainer <@maint>"
     paper = CliRunner().invoke(cli, ["leaderboard", "verify", "paper-bot", "--data", str(tiny_synth_root),
                                      "--dir", str(Path(__file__).resolve().parents[1] / "leaderboard")])
     assert paper.exit_code == 2 and "without weights" in paper.output

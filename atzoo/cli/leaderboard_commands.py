@@ -192,16 +192,18 @@ def list_entries(release: str | None, as_json: bool, registry_dir: Path | None) 
                                                             "(default 0.5).")
 @click.option("--device", help="cpu or cuda (default: cuda when available).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.option("--verifier", envvar="ATZOO_VERIFIER", default="", show_envvar=True,
+              help="Who runs this verification (name or handle), recorded in the verified block.")
 @registry_option
 def verify(entry: str, data_root: Path, tolerance: float | None, device: str | None, no_progress: bool,
-           registry_dir: Path | None) -> None:
+           verifier: str, registry_dir: Path | None) -> None:
     """Fetch the entry's exact weights, re-evaluate them on the local dataset, write the verified block."""
     from atzoo.leaderboard.verify import DEFAULT_TOLERANCE, verify_entry
 
     with user_errors():
         path = _entry_file(registry_dir, entry)
         result = verify_entry(path, data_root, tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
-                              device=device, progress=not no_progress)
+                              device=device, progress=not no_progress, verifier=verifier)
     verified = result.verified
     difference = "-" if verified.max_difference is None else f"{verified.max_difference:.2f}"
     click.echo(f"{result.id}: {verified.status} (max difference {difference} points, tolerance "

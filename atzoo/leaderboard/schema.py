@@ -177,6 +177,8 @@ class Verified(_Strict):
     max_difference: float | None = Field(default=None, ge=0.0, strict=True, allow_inf_nan=False)
     environment: dict[str, str] = Field(default_factory=dict)
     message: str = ""
+    verifier: str = Field(default="", description="Who ran the verification (a name or handle): the trust in a "
+                                                  "verified number is the trust in its verifier.")
 
     @model_validator(mode="after")
     def _metrics_unless_failed(self) -> Verified:

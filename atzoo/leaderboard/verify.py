@@ -197,7 +197,7 @@ def _replacement_note(previous: Verified | None, status: str) -> str:
 
 def verify_entry(entry_path: str | os.PathLike, data_root: str | os.PathLike, *,
                  tolerance: float = DEFAULT_TOLERANCE, device: str | None = None, registry=None,
-                 progress: bool = True, cache_dir: str | os.PathLike | None = None) -> Entry:
+                 progress: bool = True, cache_dir: str | os.PathLike | None = None, verifier: str = "") -> Entry:
     """Re-evaluate an entry's exact weights on `data_root` and write its ``verified`` block.
 
     Status ``verified`` when every reported metric is within `tolerance` percentage points of the
@@ -238,5 +238,6 @@ def verify_entry(entry_path: str | os.PathLike, data_root: str | os.PathLike, *,
     message += _replacement_note(entry.verified, status)
     verified = Verified(status=status, date=dt.datetime.now(dt.timezone.utc).replace(microsecond=0),
                         tolerance=tolerance, metrics=metrics, max_difference=worst,
-                        environment=environment(torch_device.type, package), message=message)
+                        environment=environment(torch_device.type, package), message=message,
+                        verifier=verifier.strip())
     return update_entry(entry_path, verified=verified)
