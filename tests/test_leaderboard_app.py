@@ -151,6 +151,14 @@ def test_validate_entry_explains_malformed_json(client):
     assert "Not valid JSON" in result and "line 1" in result
     with pytest.raises(AppError, match="paste an entry"):
         client.predict("   ", None, api_name="/validate_entry")
+    nested = '{"a":' * 5000 + "1" + "}" * 5000
+    assert "nested too deeply" in client.predict(nested, None, api_name="/validate_entry")
+    assert "got an array" in client.predict("[1, 2]", None, api_name="/validate_entry")
+
+
+def test_rows_without_the_metric_are_unranked_and_the_summary_says_why(client):
+    frame, summary = client.predict(*{**LEADERBOARD_ARGS, "metric": "mINP"}.values(), api_name="/leaderboard")
+    assert len(frame["data"]) == 12 and "None of them reports mINP" in summary
 
 
 def test_demo_ranks_uploaded_images(client, files):
@@ -161,7 +169,7 @@ def test_demo_ranks_uploaded_images(client, files):
     assert len(ranked) == 3 and Path(query).is_file()
     scores = [float(item["caption"].removeprefix("score ")) for item in ranked]
     assert scores == sorted(scores, reverse=True) and scores[0] == pytest.approx(1.0, abs=1e-3)
-    assert "3 gallery images" in note
+    assert "3 gallery images" in note and f"`{MODEL}`" in note and str(files["package"]) not in note
 
 
 def test_demo_with_the_bundled_gallery(client):

@@ -146,8 +146,18 @@ def test_sort_by_method_and_scenario(registry):
     by_night = leaderboard_rows(snapshot, sort_by="NT-ST")
     assert [row["NT-ST"] for row in by_night] == sorted((row["NT-ST"] for row in by_night), reverse=True)
     assert by_night[0]["Rank"] == 1
+    by_day_lt = leaderboard_rows(load_snapshot(SEEDED.parent), sort_by="DT-LT")
+    tied = {row["Method"]: row["Rank"] for row in by_day_lt if row["DT-LT"] == 34.17}
+    assert tied == {"CAJ": 6, "TransReID": 6}
+    assert [row["Rank"] for row in by_day_lt][5:8] == [6, 6, 8]
+
     with pytest.raises(LeaderboardError, match="cannot sort by 'Color'"):
         leaderboard_rows(snapshot, sort_by="Color")
+
+
+def test_rows_without_the_metric_have_no_rank():
+    rows = leaderboard_rows(load_snapshot(SEEDED.parent), "mINP", Filters())
+    assert len(rows) == 12 and all(row["Rank"] is None and row["Any-Time"] is None for row in rows)
 
 
 def test_bad_metric_and_release_are_refused(registry):
@@ -199,6 +209,8 @@ def test_radar_draws_one_line_per_entry_and_explains_when_empty(registry):
     assert [t.get_text() for t in figure.axes[0].get_legend().get_texts()] == ["Uni-AT", "BoT"]
     empty = plots.radar_plot(entries, "mINP")
     assert "all six scenarios" in _texts(empty)
+    for plot in (plots.radar_plot, plots.gap_plot, plots.reported_vs_verified_plot, plots.anytime_vs_params_plot):
+        assert "Select at least one entry" in _texts(plot([], "mAP"))
 
 
 def test_gaps_are_short_minus_long_and_day_minus_night(registry):

@@ -148,11 +148,17 @@ class LeaderboardApp:
         table = self.table(metric, release, verified_only, task_families, backbones, show_flagged, include_tricks,
                            search, sort_by)
         frame = pd.DataFrame([[row[c] for c in COLUMNS] for row in table.rows], columns=list(COLUMNS))
-        return _styled(frame), self.summary(len(table.rows), table.hidden_message, release or DEFAULT_RELEASE, metric)
+        unranked = sum(1 for row in table.rows if row["Rank"] is None)
+        return _styled(frame), self.summary(len(table.rows), table.hidden_message, release or DEFAULT_RELEASE, metric,
+                                            unranked)
 
-    def summary(self, shown: int, hidden: str, release: str, metric: str) -> str:
+    def summary(self, shown: int, hidden: str, release: str, metric: str, unranked: int = 0) -> str:
         label = METRIC_LABELS.get(metric, metric)
         parts = [f"**{shown} entr{'y' if shown == 1 else 'ies'}** on the {release} release, {label} in percent."]
+        if unranked:
+            who = "None of them reports" if unranked == shown else f"{unranked} of them do not report"
+            parts.append(f"{who} {label} for every scenario, so {'they are' if unranked > 1 else 'it is'} "
+                         f"listed without a rank.")
         if hidden:
             parts.append(f"{hidden} (tick *show flagged / withdrawn* or *include test-time tricks* to see them).")
         problems = self.snapshot().problems
@@ -242,7 +248,8 @@ class LeaderboardApp:
         ranked = demo_logic.rank_gallery(model, query, gallery, head)
         head_note = (f"head **{head}**" if model.num_heads > 1
                      else "a one-output model (the same feature for every scenario)")
-        note = f"{len(ranked)} gallery images ranked by cosine similarity with {head_note} of `{model.source}`."
+        shown_name = local_path.strip() if choice in (None, "", LOCAL_CHOICE) else choice
+        note = f"{len(ranked)} gallery images ranked by cosine similarity with {head_note} of `{shown_name}`."
         query_image = demo_logic.open_image(query, "the query image")
         return query_image, [(image, f"score {score:.3f}") for image, score in ranked], note
 
@@ -256,6 +263,8 @@ class LeaderboardApp:
         except json.JSONDecodeError as error:
             return (f"### Not valid JSON\n\n{source} is not valid JSON: {error.msg} at line {error.lineno}, "
                     f"column {error.colno}.")
+        except RecursionError:
+            return f"### Not valid JSON\n\n{source} is nested too deeply to be an entry."
         problems = check_entry_data(data, self.snapshot())
         if not problems:
             return (f"### Valid\n\n{source} is a valid entry and duplicates none. Submit it with "
@@ -287,7 +296,8 @@ def _styled(frame: pd.DataFrame):
     scores = [c for c in COLUMNS if c in NUMBER_COLUMNS and c != "Rank"]
     for column in scores:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
-    return frame.style.format("{:.2f}", subset=scores, na_rep="")
+    frame["Rank"] = frame["Rank"].astype("Int64")
+    return frame.style.format("{:.2f}", subset=scores, na_rep="").format(na_rep="", subset=["Rank"])
 
 
 def _leaderboard_tab(app: LeaderboardApp, blocks: gr.Blocks) -> None:
@@ -359,8 +369,10 @@ def _demo_tab(app: LeaderboardApp) -> None:
             query_view = gr.Image(label="Query", interactive=False, height=200)
             note = gr.Markdown(elem_id="demo-note")
             ranked = gr.Gallery(label="Ranked gallery", columns=6, height="auto", elem_id="demo-gallery")
-    run.click(shown_in_page(app.demo), [model, local_path, query, gallery_files, synthetic, head],
-              [query_view, ranked, note], api_name="demo")
+    clear = run.click(lambda: (None, None, ""), None, [query_view, ranked, note], queue=False,
+                      api_visibility="private")
+    clear.then(shown_in_page(app.demo), [model, local_path, query, gallery_files, synthetic, head],
+               [query_view, ranked, note], api_name="demo")
 
 
 def _submit_tab(app: LeaderboardApp) -> None:

@@ -18,6 +18,7 @@ from atzoo.protocol import ANY_TIME, SCENARIO_NAMES, SCENARIOS
 
 FIGSIZE = (6.4, 4.4)
 GAP_LABELS = ("short-term - long-term", "day - night")
+NOTHING_SELECTED = "Select at least one entry above"
 
 
 def _empty(title: str, message: str) -> Figure:
@@ -50,6 +51,8 @@ def radar_plot(entries: Sequence[Entry], metric: str = "rank1") -> Figure:
     """The six scenarios of each entry on one polar chart (one closed line per entry)."""
     check_metric(metric)
     title = f"Six scenarios, {METRIC_LABELS[metric]}"
+    if not entries:
+        return _empty(title, NOTHING_SELECTED)
     drawable = _with_values(entries, metric)
     if not drawable:
         return _empty(title, f"Select entries that report {METRIC_LABELS[metric]} for all six scenarios")
@@ -84,6 +87,8 @@ def gap_plot(entries: Sequence[Entry], metric: str = "rank1") -> Figure:
     """Per entry, how much is lost when clothes change (ST - LT) and when night falls (DT - NT)."""
     check_metric(metric)
     title = f"Gaps in percentage points, {METRIC_LABELS[metric]}"
+    if not entries:
+        return _empty(title, NOTHING_SELECTED)
     drawable = _with_values(entries, metric)
     if not drawable:
         return _empty(title, f"Select entries that report {METRIC_LABELS[metric]} for all six scenarios")
@@ -122,6 +127,8 @@ def reported_vs_verified_plot(entries: Sequence[Entry], metric: str = "rank1") -
     """Verified against reported, one point per scenario, with y = x and the tolerance band."""
     check_metric(metric)
     title = f"Reported vs verified, {METRIC_LABELS[metric]}"
+    if not entries:
+        return _empty(title, NOTHING_SELECTED)
     drawable = [(entry, verified_pairs(entry, metric)) for entry in entries]
     drawable = [(entry, pairs) for entry, pairs in drawable if pairs]
     if not drawable:
@@ -151,6 +158,8 @@ def anytime_vs_params_plot(entries: Sequence[Entry], metric: str = "rank1") -> F
     """Any-Time against parameter count (log scale) for entries whose weights are known."""
     check_metric(metric)
     title = f"{ANY_TIME} {METRIC_LABELS[metric]} vs parameters"
+    if not entries:
+        return _empty(title, NOTHING_SELECTED)
     points = [(entry.weights.num_params / 1e6, entry.any_time[metric], entry.method.name)
               for entry in entries if entry.weights is not None and entry.any_time[metric] is not None]
     if not points:

@@ -246,15 +246,22 @@ def validation_problems(error: ValidationError) -> list[str]:
     for item in error.errors():
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] in _SHOW_INPUT:
-            message += f", got {type(item['input']).__name__} {item['input']!r}"
+            message += f", got {json_type_name(item['input'])} {json.dumps(item['input'])}"
         problems.append(f"{_location(item['loc'])}: {message}")
     return problems
+
+
+def json_type_name(value: Any) -> str:
+    """What a parsed JSON value was written as: 'an array', 'null', 'a string', ..."""
+    names = ((bool, "a boolean"), (type(None), "null"), (list, "an array"), (str, "a string"),
+             ((int, float), "a number"), (dict, "an object"))
+    return next((name for kind, name in names if isinstance(value, kind)), type(value).__name__)
 
 
 def entry_problems(data: Any) -> list[str]:
     """All schema problems of a parsed entry (an empty list when it is valid)."""
     if not isinstance(data, dict):
-        return [f"an entry is a JSON object, got {type(data).__name__}"]
+        return [f"an entry is a JSON object {{...}}, got {json_type_name(data)}"]
     try:
         Entry.model_validate(data)
     except ValidationError as error:
@@ -276,6 +283,8 @@ def parse_entry_text(text: str, source: str = "entry") -> Entry:
     except json.JSONDecodeError as error:
         raise LeaderboardError(f"{source} is not valid JSON: {error.msg} at line {error.lineno}, "
                                f"column {error.colno}") from None
+    except RecursionError:
+        raise LeaderboardError(f"{source} is nested too deeply to be a leaderboard entry") from None
     return parse_entry(data, source)
 
 

@@ -77,6 +77,8 @@ def read_entry(path: str | os.PathLike) -> Entry:
         data = read_json(path)
     except (ValueError, UnicodeDecodeError) as error:
         raise LeaderboardError(f"{path} is not valid JSON ({error})") from None
+    except RecursionError:
+        raise LeaderboardError(f"{path} is nested too deeply to be a leaderboard entry") from None
     entry = parse_entry(data, str(path))
     if path.suffix == ".json" and path.stem != entry.id:
         raise LeaderboardError(f"{path}: the file name must be the entry id ({entry.id}.json)")

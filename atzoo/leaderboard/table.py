@@ -163,8 +163,18 @@ def _sort_key(column: str):
     return key
 
 
+def assign_ranks(rows: list[dict[str, Any]], column: str) -> None:
+    """Competition ranks by `column`, highest first: equal scores share a rank (1, 2, 2, 4); a row
+    without a score has no rank."""
+    for row in rows:
+        value = row[column]
+        row["Rank"] = None if value is None else 1 + sum(
+            1 for other in rows if other[column] is not None and other[column] > value)
+
+
 def sort_rows(rows: list[dict[str, Any]], sort_by: str = ANY_TIME) -> list[dict[str, Any]]:
-    """Rows by `sort_by`: scores, parameters and dates highest first, methods A-Z; missing last."""
+    """Rows by `sort_by`: scores, parameters and dates highest first, methods A-Z; missing last.
+    Ranks follow the score sorted by, or Any-Time when sorting by something else."""
     if sort_by not in SORT_CHOICES:
         raise LeaderboardError(f"cannot sort by {sort_by!r}; expected one of {', '.join(SORT_CHOICES)}")
     if sort_by == "Date":
@@ -172,8 +182,7 @@ def sort_rows(rows: list[dict[str, Any]], sort_by: str = ANY_TIME) -> list[dict[
         ordered.sort(key=lambda row: row["Date"], reverse=True)
     else:
         ordered = sorted(rows, key=_sort_key(sort_by))
-    for position, row in enumerate(ordered, start=1):
-        row["Rank"] = position
+    assign_ranks(ordered, sort_by if sort_by in SCORE_COLUMNS else ANY_TIME)
     return ordered
 
 
