@@ -25,16 +25,6 @@ def package(tmp_path):
     return make_package(tmp_path)
 
 
-@pytest.fixture()
-def hf_cache(tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    return cache
-
-
 class RecordingApi:
     """Stands in for HfApi: records every call, sends nothing."""
 

@@ -44,27 +44,10 @@ def good_results(base: float = 0.5) -> dict:
 
 
 @pytest.fixture()
-def hf_cache(tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    return cache
-
-
-@pytest.fixture()
 def package(tmp_path, hf_cache):
     path = make_package(tmp_path)
     write_json_atomic(path / "results.json", good_results())
     return path
-
-
-@pytest.fixture()
-def registry(tmp_path):
-    root = tmp_path / "leaderboard"
-    (root / "entries").mkdir(parents=True)
-    return root
 
 
 def edit_results(package: Path, change) -> None:

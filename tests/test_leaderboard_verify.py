@@ -23,23 +23,6 @@ REPO = "org/tiny-baseline"
 
 
 @pytest.fixture()
-def hf_cache(tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    return cache
-
-
-@pytest.fixture()
-def registry(tmp_path):
-    root = tmp_path / "leaderboard"
-    (root / "entries").mkdir(parents=True)
-    return root
-
-
-@pytest.fixture()
 def submitted(tmp_path, hf_cache, registry, tiny_synth_root) -> tuple[Path, Path]:
     """(entry file, package): a package measured on the tiny root, pushed to the fake Hub cache,
     then submitted."""

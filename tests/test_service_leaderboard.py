@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from atzoo.leaderboard.app import LeaderboardApp
 from atzoo.leaderboard.store import read_entry
@@ -17,13 +16,6 @@ from tests.packages import make_measured_package, populate_hf_cache
 TINY = ["epochs=1", "iters_per_epoch=2", "image_size=[32,16]", "num_workers=0", "num_persons=4", "num_instances=4",
         "eval_batch_size=64", "cache=false"]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-@pytest.fixture
-def registry(tmp_path):
-    root = tmp_path / "leaderboard"
-    (root / "entries").mkdir(parents=True)
-    return root
 
 
 def work_until_empty(runner_dir) -> dict:
@@ -54,15 +46,9 @@ def test_a_train_job_writes_its_leaderboard_entry_once(tmp_path, registry, tiny_
 
 
 def test_a_verify_job_writes_the_verified_block_and_the_app_shows_the_queue(tmp_path, registry, tiny_synth_root,
-                                                                            monkeypatch):
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+                                                                            hf_cache):
     package = make_measured_package(tmp_path, tiny_synth_root)
-    commit = populate_hf_cache(cache, "org/tiny-baseline", package)
+    commit = populate_hf_cache(hf_cache, "org/tiny-baseline", package)
     path = submit(package, registry, weights_ref=f"org/tiny-baseline@{commit}", submitter="Tester",
                   pretraining="none")
 

@@ -32,6 +32,12 @@ def _empty(title: str, message: str) -> Figure:
     return figure
 
 
+def _nothing_to_draw(title: str, entries: Sequence[Entry], metric: str) -> Figure:
+    if not entries:
+        return _empty(title, NOTHING_SELECTED)
+    return _empty(title, f"Select entries that report {METRIC_LABELS[metric]} for all six scenarios")
+
+
 def _label(metric: str) -> str:
     return f"{METRIC_LABELS[metric]} (%)"
 
@@ -51,11 +57,9 @@ def radar_plot(entries: Sequence[Entry], metric: str = "rank1") -> Figure:
     """The six scenarios of each entry on one polar chart (one closed line per entry)."""
     check_metric(metric)
     title = f"Six scenarios, {METRIC_LABELS[metric]}"
-    if not entries:
-        return _empty(title, NOTHING_SELECTED)
     drawable = _with_values(entries, metric)
     if not drawable:
-        return _empty(title, f"Select entries that report {METRIC_LABELS[metric]} for all six scenarios")
+        return _nothing_to_draw(title, entries, metric)
     angles = np.linspace(0, 2 * math.pi, len(SCENARIO_NAMES), endpoint=False)
     closed = np.append(angles, angles[0])
     figure = Figure(figsize=FIGSIZE, layout="constrained")
@@ -87,11 +91,9 @@ def gap_plot(entries: Sequence[Entry], metric: str = "rank1") -> Figure:
     """Per entry, how much is lost when clothes change (ST - LT) and when night falls (DT - NT)."""
     check_metric(metric)
     title = f"Gaps in percentage points, {METRIC_LABELS[metric]}"
-    if not entries:
-        return _empty(title, NOTHING_SELECTED)
     drawable = _with_values(entries, metric)
     if not drawable:
-        return _empty(title, f"Select entries that report {METRIC_LABELS[metric]} for all six scenarios")
+        return _nothing_to_draw(title, entries, metric)
     names = [entry.method.name for entry, _ in drawable]
     values = np.array([gaps(v) for _, v in drawable])
     positions = np.arange(len(names))
