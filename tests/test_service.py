@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from atzoo.service import (ServiceError, Worker, WorkerOptions, cancel_job, open_queue, open_runner_dir, queue_rows,
-                           retry_job)
+from atzoo.service import (ServiceError, Worker, WorkerOptions, cancel_job, job_row, open_queue, open_runner_dir,
+                           queue_rows, retry_job)
 from atzoo.service.jobs import atzoo_command, job_steps, prepare_run_dir, train_spec, verify_spec
 from atzoo.service.processes import JOB_ENV, find_job_processes, job_mark
 from atzoo.service.queue import Queue
@@ -236,6 +236,16 @@ def test_queue_rows_have_the_shape_the_app_reads(runner):
     assert (row["kind"], row["target"], row["state"], row["attempts"]) == ("verify", "entry.json", "failed", 1)
     assert row["submitted"].endswith("+00:00") and row["duration_s"] >= 0
     assert row["reason"] == "verify step exited with status 1"
+
+
+def test_a_running_job_whose_heartbeat_stopped_says_so(runner):
+    with open_queue(runner) as queue:
+        queue.submit("verify", "entry.json", {"entry": "x", "data_root": "y"})
+        job = queue.claim("A").job
+    fresh = job_row(job, now=job.heartbeat + 5)
+    assert fresh["state"] == "running" and fresh["reason"] is None
+    stalled = job_row(job, now=job.heartbeat + 3600)
+    assert stalled["state"] == "running" and stalled["reason"].startswith("no heartbeat for 3600 s")
 
 
 def test_a_corrupted_queue_file_is_refused_and_left_as_it_was(runner):
