@@ -8,6 +8,7 @@ array dump, anything named like an AT-USTC file or folder, or any other file sto
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -47,11 +48,15 @@ class UploadPlan:
     folder: Path
     files: tuple[tuple[str, int], ...]
     weights_sha256: str
+    commit: str | None = None
+    """The commit the push created (None for a dry run): what a leaderboard entry pins."""
 
     def describe(self) -> str:
         lines = [f"repo {self.repo_id} @ {self.revision or 'main'}, from {self.folder}:"]
         lines += [f"  {name}  {size} bytes" for name, size in self.files]
         lines.append(f"  sha256({WEIGHTS}) = {self.weights_sha256}")
+        if self.commit:
+            lines.append(f"  commit {self.commit}: pin it as {self.repo_id}@{self.commit}")
         return "\n".join(lines)
 
 
@@ -190,11 +195,11 @@ def push(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None
         api.create_repo(plan.repo_id, private=private, exist_ok=True)
         if plan.revision and plan.revision != "main":
             api.create_branch(plan.repo_id, branch=plan.revision, exist_ok=True)
-        api.create_commit(plan.repo_id, operations, commit_message="Upload atzoo model package",
-                          revision=plan.revision)
+        commit = api.create_commit(plan.repo_id, operations, commit_message="Upload atzoo model package",
+                                   revision=plan.revision)
     except Exception as error:  # the hub library raises many kinds; all mean the push failed
         raise HubError(f"pushing {plan.folder} to {plan.repo_id} failed: {error}") from None
-    return plan
+    return dataclasses.replace(plan, commit=getattr(commit, "oid", None))
 
 
 # ---------------------------------------------------------------------------------------------

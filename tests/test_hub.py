@@ -25,6 +25,9 @@ def package(tmp_path):
     return make_package(tmp_path)
 
 
+COMMIT = "c0ffee" * 6 + "c0ff"
+
+
 class RecordingApi:
     """Stands in for HfApi: records every call, sends nothing."""
 
@@ -38,7 +41,11 @@ class RecordingApi:
         self.calls.append(("create_branch", repo_id, kwargs))
 
     def create_commit(self, repo_id, operations, **kwargs):
+        from huggingface_hub import CommitInfo
+
         self.calls.append(("create_commit", repo_id, list(operations), kwargs))
+        return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/{COMMIT}", commit_message="",
+                          commit_description="", oid=COMMIT)
 
     def upload_folder(self, **kwargs):
         raise AssertionError("push must upload an explicit file list, not a folder")
@@ -110,7 +117,8 @@ def test_dry_run_lists_names_sizes_and_sha256_and_sends_nothing(package, recordi
 
 
 def test_push_commits_exactly_the_allow_list(package, recording_api):
-    push(package, "org/model", revision="v1")
+    plan = push(package, "org/model", revision="v1")
+    assert plan.commit == COMMIT and f"pin it as org/model@{COMMIT}" in plan.describe()
     kinds = [call[0] for call in recording_api.calls]
     assert kinds == ["create_repo", "create_branch", "create_commit"]
     _, repo_id, operations, options = recording_api.calls[-1]
@@ -198,6 +206,8 @@ def test_cli_push_dry_run_pull_and_errors(package, hf_cache, recording_api):
     assert result.exit_code == 2 and "upload blocked" in result.output and "cam01-f2-0001.jpg" in result.output
     assert recording_api.calls == []
     (package / "cam01-f2-0001.jpg").unlink()
+    result = runner.invoke(cli, ["push", str(package), "--repo", "org/model"])
+    assert result.exit_code == 0 and f"pin it as org/model@{COMMIT}" in result.output
     populate_hf_cache(hf_cache, "org/model", package)
     result = runner.invoke(cli, ["pull", "org/model", "--json"])
     assert result.exit_code == 0, result.output
