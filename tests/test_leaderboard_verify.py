@@ -52,6 +52,18 @@ def test_reported_numbers_the_runner_reproduces_are_verified(submitted, tiny_syn
     assert verified.metrics == entry.reported
     assert verified.environment["device"] == "cpu" and verified.environment["plugin"].startswith("atzoo ")
     assert {"atzoo", "torch", "python"} <= set(verified.environment)
+    assert "the entry was made with" not in verified.message
+
+
+def test_a_different_plugin_version_is_named_in_the_message(submitted, tiny_synth_root):
+    path, _ = submitted
+    method = read_entry(path).to_json()["method"]
+    assert method["plugin_distribution"] == "atzoo"
+    update_entry(path, method={**method, "plugin_version": "0.0.1"})
+    verified = verify_entry(path, tiny_synth_root, device="cpu", progress=False).verified
+    assert verified.status == "verified"
+    assert verified.message.endswith(f"(evaluated with atzoo {verified.environment['atzoo']}; "
+                                     f"the entry was made with 0.0.1)")
 
 
 def test_edited_numbers_are_a_mismatch_with_the_largest_difference(submitted, tiny_synth_root):

@@ -169,6 +169,21 @@ def environment(device: str, package: ModelPackage) -> dict[str, str]:
     return info
 
 
+def _plugin_version_note(entry: Entry) -> str:
+    """Said in the message when the plugin installed here is not the version the entry was made with:
+    a method's code can change between releases, and the verifier should know which one ran."""
+    distribution, wanted = entry.method.plugin_distribution, entry.method.plugin_version
+    if not distribution or not wanted:
+        return ""
+    try:
+        installed = metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return ""
+    if installed == wanted:
+        return ""
+    return f" (evaluated with {distribution} {installed}; the entry was made with {wanted})"
+
+
 def _scrub(message: str, *paths: Path) -> str:
     """An error message without local paths (the data root, the cache, the home folder)."""
     for path in sorted({str(p) for p in paths if p} | {str(Path.home())}, key=len, reverse=True):
@@ -235,7 +250,7 @@ def verify_entry(entry_path: str | os.PathLike, data_root: str | os.PathLike, *,
     except (AtzooError, RuntimeError, ValueError) as error:
         status, metrics, worst = "failed", None, None
         message = _scrub(str(error), data_root.resolve(), data_root, package.path)
-    message += _replacement_note(entry.verified, status)
+    message += _plugin_version_note(entry) + _replacement_note(entry.verified, status)
     verified = Verified(status=status, date=dt.datetime.now(dt.timezone.utc).replace(microsecond=0),
                         tolerance=tolerance, metrics=metrics, max_difference=worst,
                         environment=environment(torch_device.type, package), message=message,
