@@ -192,6 +192,7 @@ def test_demo_refuses_a_huge_image_in_the_page_api(client, tmp_path):
 
 
 def test_a_public_app_loads_only_the_models_it_lists(files):
+    assert "local path (below)" not in LeaderboardApp(files["registry"]).model_choices()  # off unless asked for
     app = LeaderboardApp(files["registry"], demo_models={MODEL: str(files["package"])}, allow_local_paths=False)
     assert app.model_choices() == [MODEL]
     assert app.model_reference(MODEL, "") == str(files["package"])

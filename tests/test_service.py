@@ -139,7 +139,7 @@ def test_an_orphan_that_keeps_losing_its_worker_is_failed(runner):
             time.sleep(0.01)
         assert queue.claim("D", stale_after_s=0.0, max_attempts=3) is None
         failed = queue.get(job_id)
-        assert failed.state == "failed" and "lost on each of 3 attempts" in failed.reason
+        assert failed.state == "failed" and "lost after 3 attempts had started" in failed.reason
 
 
 def _claim_everything(queue_file: str, worker: str, results) -> None:
@@ -283,6 +283,20 @@ def test_a_folder_that_is_not_a_runner_directory_is_refused(tmp_path):
     assert queue_rows(tmp_path / "not-yet") == []
     with pytest.raises(ServiceError, match="no runner directory at .*not-yet"):
         queue_rows(tmp_path / "not-yet", missing_ok=False)
+    (tmp_path / "empty").mkdir()
+    assert queue_rows(tmp_path / "empty") == []
+
+
+def test_reading_a_runner_directory_creates_nothing(tmp_path):
+    from click.testing import CliRunner
+
+    from atzoo.cli.main import cli
+
+    runner_dir = open_runner_dir(tmp_path / "runner", create=True).path
+    (runner_dir / "jobs").rmdir()
+    result = CliRunner().invoke(cli, ["runner", "--runner-dir", str(runner_dir), "status"])
+    assert result.exit_code == 2 and "has no queue file" in result.output
+    assert sorted(p.name for p in runner_dir.iterdir()) == ["atzoo-runner.json"]
 
 
 def test_a_lost_queue_file_beside_existing_jobs_is_not_recreated(runner):

@@ -109,7 +109,7 @@ class LeaderboardApp:
 
     def __init__(self, leaderboard_dir: str | os.PathLike, *, runner_dir: str | os.PathLike | None = None,
                  demo_models: Mapping[str, str] | Sequence[str] | None = None, registry=None,
-                 allow_local_paths: bool = True) -> None:
+                 allow_local_paths: bool = False) -> None:
         self.root = Path(leaderboard_dir)
         self.allow_local_paths = allow_local_paths
         self.runner_dir = Path(runner_dir) if runner_dir else None
@@ -390,7 +390,7 @@ def _submit_tab(app: LeaderboardApp) -> None:
 
 def build_app(leaderboard_dir: str | os.PathLike, *, runner_dir: str | os.PathLike | None = None,
               demo_models: Mapping[str, str] | Sequence[str] | None = None, registry=None,
-              allow_local_paths: bool = True) -> gr.Blocks:
+              allow_local_paths: bool = False) -> gr.Blocks:
     """The leaderboard app over the registry at `leaderboard_dir` (its ``entries/`` folder).
 
     `runner_dir`: a verification runner's folder whose queue the Leaderboard tab shows.

@@ -208,7 +208,8 @@ def queue_rows(runner_dir: str | os.PathLike, *, missing_ok: bool = True) -> lis
     that is a `ServiceError`. A folder that is not a runner directory, a damaged queue, or a queue file
     missing beside job folders is always a `ServiceError`."""
     path = Path(runner_dir)
-    if missing_ok and (not path.exists() or _no_queue_yet(open_runner_dir(path))):
+    never_used = not path.exists() or (path.is_dir() and not any(path.iterdir()))
+    if missing_ok and (never_used or _no_queue_yet(open_runner_dir(path))):
         return []
     _, queue = _existing_queue(path)
     now = time.time()

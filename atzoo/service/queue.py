@@ -294,8 +294,8 @@ class Queue:
                 previous = job.worker if job.state == "running" else None
                 if previous is not None and job.attempts >= max_attempts and not job.cancel_requested:
                     db.execute("UPDATE jobs SET state='failed', finished=?, reason=? WHERE id=?",
-                               (now, f"abandoned: its worker was lost on each of {job.attempts} attempts "
-                                     f"(last: {previous})", job.id))
+                               (now, f"abandoned: its worker was lost after {job.attempts} attempts had started "
+                                     f"(last worker: {previous})", job.id))
                     continue
                 db.execute("UPDATE jobs SET state='running', worker=?, pid=NULL, attempts=attempts+1, heartbeat=?, "
                            "started=COALESCE(started, ?) WHERE id=?", (worker, now, now, job.id))

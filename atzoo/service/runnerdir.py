@@ -99,6 +99,4 @@ def open_runner_dir(path: str | os.PathLike, *, create: bool = False) -> RunnerD
         return RunnerDir(path, identity)
     if not path.exists():
         raise ServiceError(f"no runner directory at {path}: submit a job or start a worker to create it")
-    identity = _read_marker(path)
-    (path / JOBS).mkdir(exist_ok=True)
-    return RunnerDir(path, identity)
+    return RunnerDir(path, _read_marker(path))
