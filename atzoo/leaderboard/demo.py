@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from atzoo.data.images import decode_image
 from atzoo.errors import AtzooError
 from atzoo.protocol import SCENARIO_NAMES
 
@@ -156,8 +156,6 @@ class ModelCache:
 # ---------------------------------------------------------------------------------------------
 # images
 
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zlib.error, Image.DecompressionBombError)
-
 
 def _check_dimensions(width: int, height: int, name: str) -> None:
     if width > MAX_SIDE or height > MAX_SIDE:
@@ -175,15 +173,8 @@ def _open_file(path: Path) -> Image.Image:
         raise AtzooError(f"{name} is empty (0 bytes)")
     if size > MAX_BYTES:
         raise AtzooError(f"{name} is {size / 2**20:.1f} MB; images may be at most {MAX_BYTES // 2**20} MB")
-    try:
-        with Image.open(path) as image:
-            _check_dimensions(*image.size, name)
-            image.load()
-            return image.convert("RGB")
-    except Image.UnidentifiedImageError:
-        raise AtzooError(f"{name} is not an image (expected a JPEG, PNG or other image file)") from None
-    except _DECODE_ERRORS as error:
-        raise AtzooError(f"{name} cannot be decoded as an image; it is truncated or damaged ({error})") from None
+    return decode_image(path, name, error=AtzooError,
+                        check_size=lambda width, height: _check_dimensions(width, height, name))
 
 
 def open_image(image: Any, name: str = "image") -> Image.Image:
