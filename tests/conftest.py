@@ -21,3 +21,38 @@ def registry(tmp_path):
     root = tmp_path / "leaderboard"
     (root / "entries").mkdir(parents=True)
     return root
+
+
+COMMIT = "c0ffee" * 6 + "c0ff"
+
+
+class RecordingApi:
+    """Stands in for HfApi: records every call, sends nothing."""
+
+    def __init__(self, *args, **kwargs):
+        self.calls = []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def create_branch(self, repo_id, **kwargs):
+        self.calls.append(("create_branch", repo_id, kwargs))
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        from huggingface_hub import CommitInfo
+
+        self.calls.append(("create_commit", repo_id, list(operations), kwargs))
+        return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/{COMMIT}", commit_message="",
+                          commit_description="", oid=COMMIT)
+
+    def upload_folder(self, **kwargs):
+        raise AssertionError("push must upload an explicit file list, not a folder")
+
+
+@pytest.fixture()
+def recording_api(monkeypatch):
+    import huggingface_hub
+
+    api = RecordingApi()
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda *a, **k: api)
+    return api

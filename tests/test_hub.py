@@ -17,47 +17,13 @@ from click.testing import CliRunner
 from atzoo.errors import HubError, UploadBlockedError
 from atzoo.hub import guard, parse_repo_ref, pull, push, scan_folder, sha256_file
 from atzoo.package import CONFIG, WEIGHTS
+from tests.conftest import COMMIT
 from tests.packages import make_package, populate_hf_cache
 
 
 @pytest.fixture()
 def package(tmp_path):
     return make_package(tmp_path)
-
-
-COMMIT = "c0ffee" * 6 + "c0ff"
-
-
-class RecordingApi:
-    """Stands in for HfApi: records every call, sends nothing."""
-
-    def __init__(self, *args, **kwargs):
-        self.calls = []
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-
-    def create_branch(self, repo_id, **kwargs):
-        self.calls.append(("create_branch", repo_id, kwargs))
-
-    def create_commit(self, repo_id, operations, **kwargs):
-        from huggingface_hub import CommitInfo
-
-        self.calls.append(("create_commit", repo_id, list(operations), kwargs))
-        return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/{COMMIT}", commit_message="",
-                          commit_description="", oid=COMMIT)
-
-    def upload_folder(self, **kwargs):
-        raise AssertionError("push must upload an explicit file list, not a folder")
-
-
-@pytest.fixture()
-def recording_api(monkeypatch):
-    import huggingface_hub
-
-    api = RecordingApi()
-    monkeypatch.setattr(huggingface_hub, "HfApi", lambda *a, **k: api)
-    return api
 
 
 OFFENDERS = {

@@ -275,3 +275,23 @@ def test_the_script_in_the_registry_folder_submits_to_that_folder(package, regis
     assert done.returncode == 0, done.stderr
     (path,) = (registry / "entries").iterdir()
     assert json.loads(path.read_text())["submitter"] == "Script User"
+
+
+def test_push_uploads_only_after_every_check_and_pins_the_commit_it_created(package, registry, recording_api):
+    from atzoo.cli.main import cli
+    from tests.conftest import COMMIT
+
+    args = [str(package), "--push", "org/tiny", "--submitter", "Tester", "--pretraining", "none",
+            "--dir", str(registry)]
+    dry = CliRunner().invoke(cli, ["submit", *args, "--dry-run"])
+    assert dry.exit_code == 0 and "nothing pushed" in dry.output and recording_api.calls == []
+    refused = CliRunner().invoke(cli, ["submit", *args, "--sha256", "1" * 64])
+    assert refused.exit_code == 2 and recording_api.calls == []
+    result = CliRunner().invoke(cli, ["submit", *args])
+    assert result.exit_code == 0, result.output
+    assert [call[0] for call in recording_api.calls] == ["create_repo", "create_commit"]
+    (path,) = (registry / "entries").iterdir()
+    weights = read_entry(path).weights
+    assert (weights.repo, weights.revision) == ("org/tiny", COMMIT)
+    both = CliRunner().invoke(cli, ["submit", *args, "--weights-repo", f"org/tiny@{COMMIT}"])
+    assert both.exit_code == 2 and "exactly one of --weights-repo" in both.output

@@ -33,8 +33,11 @@ def _entry_file(registry_dir: Path | None, entry: str) -> Path:
 
 @click.command()
 @click.argument("source", type=click.Path(path_type=Path), metavar="RUN_OR_EXPORT_DIR")
-@click.option("--weights-repo", "weights_ref", required=True, metavar="ORG/NAME@COMMIT",
+@click.option("--weights-repo", "weights_ref", metavar="ORG/NAME@COMMIT",
               help="Where the weights are on the Hub, pinned to a 40-hex commit (`atzoo push` prints it).")
+@click.option("--push", "push_to", metavar="ORG/NAME[@BRANCH]",
+              help="Instead of --weights-repo: once every check passes, upload the weights (guarded, as "
+                   "`atzoo push`) and pin the commit that creates.")
 @click.option("--sha256", help="Expected sha256 of model.safetensors; refused when the local file differs.")
 @click.option("--submitter", required=True, help="Who submits (name, GitHub handle or e-mail).")
 @click.option("--pretraining", required=True, help="Pretraining of the backbone, e.g. ImageNet-1k, CLIP, none.")
@@ -53,7 +56,8 @@ def _entry_file(registry_dir: Path | None, entry: str) -> Path:
               help="AT-USTC release (needed for a run dir trained on AT-USTC; checked for a package).")
 @click.option("--dry-run", is_flag=True, help="Check everything and print the entry; write nothing.")
 @registry_option
-def submit(source: Path, weights_ref: str, sha256: str | None, submitter: str, pretraining: str,
+def submit(source: Path, weights_ref: str | None, push_to: str | None, sha256: str | None, submitter: str,
+           pretraining: str,
            entry_id: str | None, name: str | None, task_family: str, paper: str | None, code: str | None,
            extra_training_data: tuple[str, ...], re_ranking: bool, tta: tuple[str, ...], query_expansion: bool,
            notes: str, dataset_release: str | None, dry_run: bool, registry_dir: Path | None) -> None:
@@ -61,10 +65,16 @@ def submit(source: Path, weights_ref: str, sha256: str | None, submitter: str, p
     from atzoo.leaderboard.store import load_snapshot, write_entry
     from atzoo.leaderboard.submit import next_step, prepare_submission
 
+    from atzoo.leaderboard.submit import weights_source_problem
+
+    problem = weights_source_problem(weights_ref, push_to)
+    if problem:
+        raise click.UsageError(problem)
     root = _registry(registry_dir)
     with user_errors():
         submission = prepare_submission(
-            source, weights_ref=weights_ref, sha256=sha256, submitter=submitter, pretraining=pretraining,
+            source, weights_ref=weights_ref, push_to=push_to, push_now=not dry_run, sha256=sha256,
+            submitter=submitter, pretraining=pretraining,
             entry_id=entry_id, name=name, task_family=task_family, paper=paper, code=code,
             extra_training_data=extra_training_data, re_ranking=re_ranking, tta=tta,
             query_expansion=query_expansion, notes=notes, dataset_release=dataset_release,

@@ -312,7 +312,32 @@ def _weights_shown(source_dir: str | os.PathLike, package: ModelPackage) -> str:
     return str(package.weights if package.path == source else source / MODEL)
 
 
-def prepare_submission(source_dir: str | os.PathLike, *, weights_ref: str, entry_id: str | None = None,
+UNPUSHED = "0" * 40
+"""The revision a `--push` submission carries until its push has created the real commit."""
+
+
+def weights_source_problem(weights_ref: str | None, push_to: str | None) -> str | None:
+    """Exactly one of a pinned ``ORG/NAME@COMMIT`` or a repo to push the weights to is needed."""
+    if (weights_ref is None) == (push_to is None):
+        return ("give exactly one of --weights-repo ORG/NAME@COMMIT (weights already on the Hub) or "
+                "--push ORG/NAME (upload them now and pin the commit that creates)")
+    return None
+
+
+def _push_weights(package: ModelPackage, push_to: str) -> str:
+    """Upload the checked package (guarded, like `atzoo push`) and return the commit it created."""
+    from atzoo.hub import parse_repo_ref, push
+
+    repo, branch = parse_repo_ref(push_to)
+    plan = push(package.path, repo, revision=branch)
+    if not plan.commit or not COMMIT.fullmatch(plan.commit):
+        raise LeaderboardError(f"the push to {repo} returned no commit id ({plan.commit!r}); pin it by hand with "
+                               f"--weights-repo {repo}@COMMIT")
+    return plan.commit
+
+
+def prepare_submission(source_dir: str | os.PathLike, *, weights_ref: str | None = None,
+                       push_to: str | None = None, push_now: bool = True, entry_id: str | None = None,
                        name: str | None = None, task_family: str = "other", paper: str | None = None,
                        code: str | None = None, submitter: str, pretraining: str,
                        extra_training_data: Sequence[str] = (), re_ranking: bool = False, tta: Sequence[str] = (),
@@ -320,10 +345,25 @@ def prepare_submission(source_dir: str | os.PathLike, *, weights_ref: str, entry
                        sha256: str | None = None, snapshot: Snapshot | None = None,
                        registry=None) -> Submission:
     """Check everything about a submission that needs no dataset; raise one
-    :class:`LeaderboardError` listing every problem found, else return the entry."""
+    :class:`LeaderboardError` listing every problem found, else return the entry.
+
+    The weights are either already on the Hub (`weights_ref`, ``ORG/NAME@COMMIT``) or pushed by this
+    call once every check has passed (`push_to`, ``ORG/NAME[@BRANCH]``; not when `push_now` is False,
+    as in a dry run), the entry then pinning the commit the push created."""
     if task_family not in TASK_FAMILIES:
         raise LeaderboardError(f"task family {task_family!r} is not one of {', '.join(TASK_FAMILIES)}")
-    repo, revision = parse_weights_ref(weights_ref)
+    problem = weights_source_problem(weights_ref, push_to)
+    if problem:
+        raise LeaderboardError(problem)
+    if push_to is not None:
+        from atzoo.hub import parse_repo_ref
+
+        try:
+            repo, revision = parse_repo_ref(push_to)[0], UNPUSHED
+        except HubError as error:
+            raise LeaderboardError(f"--push: {error}") from None
+    else:
+        repo, revision = parse_weights_ref(weights_ref)
     if sha256 is not None and not SHA256.fullmatch(sha256):
         raise LeaderboardError(f"--sha256 {sha256!r} is not a sha256 (64 hex digits)")
     from atzoo.hub import sha256_file
@@ -338,7 +378,8 @@ def prepare_submission(source_dir: str | os.PathLike, *, weights_ref: str, entry
         if sha256 is not None and sha256.lower() != local_sha:
             problems.append(f"weights: the hash does not match the weights: --sha256 is {sha256}, "
                             f"{weights_shown} has {local_sha}")
-        hub_problems, hub_notes = _hub_problems(repo, revision, local_sha, weights_shown)
+        hub_problems, hub_notes = ([], []) if push_to is not None else _hub_problems(repo, revision, local_sha,
+                                                                                     weights_shown)
         problems += hub_problems
         problems += _model_problems(package, registry)
         if problems:
@@ -348,20 +389,25 @@ def prepare_submission(source_dir: str | os.PathLike, *, weights_ref: str, entry
                            paper=paper, code=code, submitter=submitter, pretraining=pretraining,
                            extra_training_data=extra_training_data, re_ranking=re_ranking, tta=tta,
                            query_expansion=query_expansion, notes=notes)
-    problems = entry_problems(data)
-    if not problems:
-        entry = Entry.model_validate(data)
-        problems = duplicate_problems(entry, snapshot) if snapshot is not None else []
-    if problems:
-        raise LeaderboardError(f"{source_dir} cannot be submitted:\n  " + "\n  ".join(problems))
+        problems = entry_problems(data)
+        if not problems:
+            entry = Entry.model_validate(data)
+            problems = duplicate_problems(entry, snapshot) if snapshot is not None else []
+        if problems:
+            raise LeaderboardError(f"{source_dir} cannot be submitted:\n  " + "\n  ".join(problems))
+        if push_to is not None and push_now:
+            commit = _push_weights(package, push_to)
+            data["weights"]["revision"] = commit
+            entry = Entry.model_validate(data)
+            hub_notes.append(f"pushed the weights to {repo} at commit {commit}")
+        elif push_to is not None:
+            hub_notes.append(f"dry run: nothing pushed; the entry would pin the commit the push to {repo} creates")
     return Submission(entry, tuple(hub_notes))
 
 
-def build_entry(source_dir: str | os.PathLike, *, weights_ref: str, submitter: str, pretraining: str,
-                **options: Any) -> Entry:
+def build_entry(source_dir: str | os.PathLike, *, submitter: str, pretraining: str, **options: Any) -> Entry:
     """The checked entry of a run or package (see :func:`prepare_submission` for the options)."""
-    return prepare_submission(source_dir, weights_ref=weights_ref, submitter=submitter, pretraining=pretraining,
-                              **options).entry
+    return prepare_submission(source_dir, submitter=submitter, pretraining=pretraining, **options).entry
 
 
 def submit(source_dir: str | os.PathLike, leaderboard_dir: str | os.PathLike, **options: Any) -> Path:

@@ -58,12 +58,17 @@ def validate_entry_args(entry_args: list[str] | tuple[str, ...]) -> None:
 
     from atzoo.cli.leaderboard_commands import submit
 
+    from atzoo.leaderboard.submit import weights_source_problem
+
     try:
-        submit.make_context("atzoo submit", [ENTRY_RUN_PLACEHOLDER, *entry_args], resilient_parsing=False,
-                            help_option_names=[])
+        context = submit.make_context("atzoo submit", [ENTRY_RUN_PLACEHOLDER, *entry_args],
+                                      resilient_parsing=False, help_option_names=[])
     except click.ClickException as error:
         raise ServiceError(f"entry arguments {list(entry_args)} are not valid for `atzoo submit`: "
                            f"{error.format_message()}") from None
+    problem = weights_source_problem(context.params["weights_ref"], context.params["push_to"])
+    if problem:
+        raise ServiceError(f"entry arguments {list(entry_args)} are not valid for `atzoo submit`: {problem}")
 
 
 def _check_limits(time_limit_s: float | None, memory_limit_gb: float | None) -> None:
