@@ -45,3 +45,14 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_json_checked(path: str | os.PathLike, error: type[Exception]) -> Any:
+    """`read_json`, with a file that is not JSON (or nested past Python's recursion limit) reported
+    as `error`, naming the file."""
+    try:
+        return read_json(path)
+    except ValueError as problem:
+        raise error(f"{path} is not valid JSON ({problem})") from None
+    except RecursionError:
+        raise error(f"{path} is nested too deeply to be read as JSON") from None

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from atzoo.errors import AtzooError, PackageError
-from atzoo.io import permissions_from_umask, read_json, write_json_atomic, write_text_atomic
+from atzoo.io import permissions_from_umask, read_json, read_json_checked, write_json_atomic, write_text_atomic
 from atzoo.protocol import PROTOCOL_VERSION, SCENARIOS
 
 WEIGHTS = "model.safetensors"
@@ -303,10 +303,7 @@ def read_package(path: str | os.PathLike) -> ModelPackage:
         raise PackageError(f"{path} has no {WEIGHTS}; a model package holds {', '.join(PACKAGE_FILES)}")
     if not (path / CONFIG).is_file():
         raise PackageError(f"{path} has no {CONFIG}; without it the model cannot be rebuilt")
-    try:
-        config = read_json(path / CONFIG)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise PackageError(f"{path / CONFIG} is not valid JSON ({error})") from None
+    config = read_json_checked(path / CONFIG, PackageError)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise PackageError(f"{path / CONFIG} is not an atzoo model config (expected \"format\": \"{FORMAT}\")")
     missing = [key for key in ("method", "plugin", "recipe", "num_persons", "num_clothes", "input_size",

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from atzoo.errors import AtzooError, ChecksumError, HubError, LeaderboardError
-from atzoo.io import read_json
+from atzoo.io import read_json_checked
 from atzoo.leaderboard.schema import (METRICS, TASK_FAMILIES, Entry, entry_problems, metrics_from_fractions,
                                       slugify)
 from atzoo.leaderboard.store import Snapshot, duplicate_problems, load_snapshot, write_entry
@@ -113,10 +113,7 @@ def read_results(package: ModelPackage) -> dict[str, Any]:
     path = package.path / RESULTS
     if not path.is_file():
         raise LeaderboardError(f"{path}: no such file; a package's results.json holds its six-scenario metrics")
-    try:
-        return read_json(path)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise LeaderboardError(f"{path} is not valid JSON ({error})") from None
+    return read_json_checked(path, LeaderboardError)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,10 +210,7 @@ def _source_format(source: Path) -> str:
     if not config.is_file():
         raise LeaderboardError(f"{source} has no {CONFIG}: it is neither a run directory (`atzoo train`) nor "
                                f"a model package (`atzoo export`)")
-    try:
-        data = read_json(config)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise LeaderboardError(f"{config} is not valid JSON ({error})") from None
+    data = read_json_checked(config, LeaderboardError)
     return data.get("format", "") if isinstance(data, dict) else ""
 
 
