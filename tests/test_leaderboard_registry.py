@@ -263,6 +263,14 @@ def test_check_lists_every_problem_and_exits_2(registry, tmp_path):
     assert "bad.json: 2 problem(s)" in result.output
     assert "reported.DT-ST.mAP" in result.output and "weights.revision" in result.output
     assert "'paper-bot' is already taken" in result.output
+    nested = tmp_path / "nested.json"
+    nested.write_text('{"a":' * 5000 + "1" + "}" * 5000)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"id": ')
+    result = CliRunner().invoke(cli, ["leaderboard", "check", str(nested), str(broken), "--dir", str(registry)])
+    assert result.exit_code == 2 and not isinstance(result.exception, RecursionError)
+    assert "nested.json is nested too deeply to be read as JSON" in result.output
+    assert "broken.json is not valid JSON" in result.output
 
 
 def test_check_reports_dangling_and_cyclic_supersede_links(registry, tmp_path):

@@ -124,15 +124,17 @@ def check(ctx: click.Context, entry_files: tuple[Path, ...], registry_dir: Path 
 
 
 def _file_problems(path: Path, snapshot) -> list[str]:
+    from atzoo.errors import LeaderboardError
+    from atzoo.io import read_json_checked
     from atzoo.leaderboard.schema import Entry, entry_problems
     from atzoo.leaderboard.store import entry_path, registry_problems
 
     if not path.is_file():
         return ["no such file"]
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        return [f"not valid JSON ({error})"]
+        data = read_json_checked(path, LeaderboardError)
+    except LeaderboardError as error:
+        return [str(error)]
     problems = entry_problems(data)
     if problems or snapshot is None:
         return problems
