@@ -192,13 +192,14 @@ def _iso(timestamp: float | None) -> str | None:
 def job_row(job: Job, now: float | None = None) -> dict[str, Any]:
     """The shape `status --json` prints and the app's queue view shows. A running job whose heartbeat
     stopped says so in its reason, so a stuck queue is visible rather than merely slow."""
-    end = job.finished if job.finished is not None else (now or time.time()) if job.state == "running" else None
+    now = now or time.time()
+    end = job.finished if job.finished is not None else now if job.state == "running" else None
     duration = round(end - job.started, 1) if end is not None and job.started is not None else None
     reason = job.reason
     if job.state == "running" and job.cancel_requested:
         reason = "cancel requested"
     elif job.state == "running" and job.heartbeat is not None:
-        silent = (now or time.time()) - job.heartbeat
+        silent = now - job.heartbeat
         if silent > DEFAULT_STALE_AFTER_S:
             reason = (f"no heartbeat for {silent:.0f} s: its worker is gone or stuck; a running worker takes the "
                       f"job over and resumes it")
