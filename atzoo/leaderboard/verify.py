@@ -126,11 +126,12 @@ def _measure(package: ModelPackage, records, torch_device, registry, progress: b
 
 
 def _test_records(data_root: Path):
+    """The dataset's records, its six scenarios' sets checked before any weights are fetched."""
     from atzoo.data import parse_root
-    from atzoo.runner.evaluation import protocol_test_records
+    from atzoo.data.sets import require_test_sets
 
     records = parse_root(data_root)
-    protocol_test_records(records)
+    require_test_sets(records)
     return records
 
 
