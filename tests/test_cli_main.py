@@ -20,7 +20,7 @@ def test_a_command_that_exits_with_a_status_keeps_it(tmp_path):
 
 def test_success_user_errors_and_usage_errors_from_a_shell(tmp_path):
     def atzoo(*args):
-        return subprocess.run([sys.executable, "-m", "atzoo", *args], capture_output=True, text=True, timeout=120)
+        return subprocess.run([sys.executable, "-m", "atzoo", *args], capture_output=True, text=True, timeout=600)
 
     assert atzoo("leaderboard", "schema", "--out", "-").returncode == 0
     missing = atzoo("leaderboard", "check", str(tmp_path / "missing.json"))

@@ -271,7 +271,7 @@ def test_the_script_in_the_registry_folder_submits_to_that_folder(package, regis
     env.pop("ATZOO_LEADERBOARD_DIR", None)
     args = [sys.executable, str(registry / "submit.py"), str(package), "--weights-repo", OPTIONS["weights_ref"],
             "--submitter", "Script User", "--pretraining", "none"]
-    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=package.parent, timeout=120)
+    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=package.parent, timeout=600)
     assert done.returncode == 0, done.stderr
     (path,) = (registry / "entries").iterdir()
     assert json.loads(path.read_text())["submitter"] == "Script User"

@@ -181,7 +181,7 @@ def test_bad_training_input_is_refused_before_anything_is_written(tiny_synth_roo
     out = tmp_path / "run"
     args = [a.replace("{out}", str(out)) for a in args] + ["--data", str(tiny_synth_root)]
     process = atzoo_process(*args)
-    output = process.communicate(timeout=120)[0]
+    output = process.communicate(timeout=600)[0]
     assert process.returncode == 2, output
     assert output.count("Error") == 1 and "Traceback" not in output
     import re
@@ -194,7 +194,7 @@ def test_a_root_without_training_images_is_refused(tmp_path):
     (root / "p001-d01-c01").mkdir(parents=True)
     (root / "p001-d01-c01" / "cam01-f2-0001.jpg").write_bytes(b"")
     process = atzoo_process("train", "baseline", "--data", str(root), "--out", str(tmp_path / "run"))
-    output = process.communicate(timeout=120)[0]
+    output = process.communicate(timeout=600)[0]
     assert process.returncode == 2 and "no training images" in output
     assert not (tmp_path / "run").exists()
 
@@ -203,14 +203,14 @@ def test_an_existing_run_directory_is_not_overwritten(trained_run, tiny_synth_ro
     out, _ = trained_run
     before = (out / "model.safetensors").read_bytes()
     process = atzoo_process("train", "baseline", "--data", str(tiny_synth_root), "--out", str(out), *TINY)
-    output = process.communicate(timeout=120)[0]
+    output = process.communicate(timeout=600)[0]
     assert process.returncode == 2 and "--resume" in output
     assert (out / "model.safetensors").read_bytes() == before
 
 
 def test_evaluating_a_folder_that_is_not_a_run_is_refused(tmp_path):
     process = atzoo_process("evaluate", str(tmp_path))
-    output = process.communicate(timeout=120)[0]
+    output = process.communicate(timeout=600)[0]
     assert process.returncode == 2 and "not a run directory" in output
 
 

@@ -139,7 +139,7 @@ def test_a_two_device_job_runs_under_torchrun(tmp_path, tiny_synth_root):
     result = invoke(runner_dir, "submit", "train", "baseline", "--data", str(tiny_synth_root), "--gpus", "2", *TINY)
     assert result.exit_code == 0, result.output
     small = subprocess.run([sys.executable, "-m", "atzoo", "runner", "--runner-dir", str(runner_dir), "work",
-                            "--until-empty", "--poll", "0.1"], capture_output=True, text=True, timeout=60)
+                            "--until-empty", "--poll", "0.1"], capture_output=True, text=True, timeout=600)
     assert small.returncode == 0 and json.loads(small.stdout)["finished"] == {}
     assert queue_rows(runner_dir)[0]["state"] == "queued"  # a one-device worker leaves it for a bigger one
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
