@@ -6,7 +6,8 @@ Imported only when a built-in backbone is built (see `atzoo.builtins`), never by
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,7 @@ HAND_MADE = (
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def image_bytes(suffix: str, size: tuple[int, int] = (8, 16)) -> bytes:
     """A small noisy image encoded as JPEG or PNG."""
     pixels = np.random.default_rng(0).integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)

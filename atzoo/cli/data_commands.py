@@ -6,7 +6,8 @@ import contextlib
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import click
 

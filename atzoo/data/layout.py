@@ -41,12 +41,12 @@ class Records:
     def __len__(self) -> int:
         return len(self.path)
 
-    def subset(self, selector: np.ndarray) -> "Records":
+    def subset(self, selector: np.ndarray) -> Records:
         """Rows picked by a boolean mask or an index array, in that order."""
         columns = {f.name: getattr(self, f.name)[selector] for f in fields(self) if f.name != "root"}
         return Records(root=self.root, **columns)
 
-    def with_flags(self, flags: tuple[int, ...] | list[int]) -> "Records":
+    def with_flags(self, flags: tuple[int, ...] | list[int]) -> Records:
         return self.subset(np.isin(self.flag, list(flags)))
 
     def absolute_paths(self) -> list[Path]:

@@ -8,7 +8,8 @@ records), `person` (relabelled person), `clothes` (clothes identity), `modality`
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch

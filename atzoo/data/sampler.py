@@ -11,7 +11,7 @@ every world_size-th batch: rank r gets batches r, r + W, r + 2W, ... The sampler
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from torch.utils.data import Sampler

@@ -13,13 +13,11 @@ when it resumes.
 from __future__ import annotations
 
 import math
-from typing import Union
-
 import numpy as np
 import torch
 from PIL import Image
 
-ImageInput = Union[Image.Image, np.ndarray, torch.Tensor]
+ImageInput = Image.Image | np.ndarray | torch.Tensor
 Normalization = tuple[tuple[float, ...], tuple[float, ...]]
 
 ERASING_SCALE = (0.02, 0.33)

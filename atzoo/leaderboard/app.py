@@ -14,7 +14,8 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 import gradio as gr
 import pandas as pd

@@ -7,7 +7,7 @@ Each function takes entries and a metric and returns a :class:`matplotlib.figure
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure

@@ -20,7 +20,8 @@ import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
+from collections.abc import Iterator, Sequence
 
 from atzoo.errors import AtzooError, ChecksumError, HubError, LeaderboardError
 from atzoo.io import read_json_checked

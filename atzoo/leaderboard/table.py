@@ -12,7 +12,8 @@ import csv
 import io
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from atzoo.errors import LeaderboardError
 from atzoo.leaderboard.schema import METRICS, RELEASES, TASK_FAMILIES, Entry

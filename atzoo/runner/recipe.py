@@ -27,7 +27,7 @@ class Provider:
     version: str
 
     @classmethod
-    def of(cls, entry) -> "Provider":
+    def of(cls, entry) -> Provider:
         return cls(entry.qualified_name, entry.plugin, entry.distribution, entry.version)
 
 
@@ -52,7 +52,7 @@ class ResolvedRecipe:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ResolvedRecipe":
+    def from_json(cls, data: dict[str, Any]) -> ResolvedRecipe:
         return cls(
             method=Provider(**data["method"]), backbone=Provider(**data["backbone"]),
             backbone_args=data["backbone_args"], embed_dim=data["embed_dim"], num_outputs=data["num_outputs"],

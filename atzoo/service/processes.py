@@ -16,7 +16,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 JOB_ENV = "ATZOO_SERVICE_JOB"
 PR_SET_PDEATHSIG = 1

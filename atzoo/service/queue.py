@@ -17,7 +17,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 from atzoo.errors import ServiceError
 from atzoo.service.runnerdir import RunnerDir
@@ -81,7 +82,7 @@ class Job:
     result: dict[str, Any] | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Job":
+    def from_row(cls, row: sqlite3.Row) -> Job:
         values = dict(row)
         values["spec"] = json.loads(values["spec"])
         values["result"] = json.loads(values["result"]) if values["result"] else None
@@ -111,7 +112,7 @@ class Queue:
     # -- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path, *, create: bool = False, busy_timeout_s: float = 30.0) -> "Queue":
+    def open(cls, path: str | Path, *, create: bool = False, busy_timeout_s: float = 30.0) -> Queue:
         """Open (with `create`, make) the queue file; anything that is not an atzoo queue is refused."""
         path = Path(path)
         if not path.exists() and not create:
@@ -161,7 +162,7 @@ class Queue:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "Queue":
+    def __enter__(self) -> Queue:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from atzoo.io import write_text_atomic
 from atzoo.service.jobs import Step, job_result, job_steps

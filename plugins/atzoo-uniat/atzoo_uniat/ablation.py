@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from atzoo.errors import AtzooError
 from atzoo.io import read_json, write_json_atomic, write_text_atomic

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from atzoo.errors import AtzooError
 from atzoo.plugin import IMAGENET_NORMALIZATION, Backbone
@@ -60,7 +61,7 @@ def allowed_paths(scenario: int) -> tuple[tuple[str, str], tuple[str, str]]:
     return (modality, clothes), (clothes, modality)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _module_classes():
     """Define the torch modules lazily: torch is imported only when a backbone is built."""
     import torch
