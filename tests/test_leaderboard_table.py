@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from atzoo.errors import AtzooError, LeaderboardError
-from atzoo.leaderboard import demo, plots
+from atzoo.app import demo, plots
 from atzoo.leaderboard.store import load_snapshot
 from atzoo.leaderboard.table import (COLUMNS, Filters, backbone_choices, build_table, entry_choices,
                                      hidden_message, leaderboard_rows, rows_to_csv, task_family_choices)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 
-from atzoo.leaderboard.app import LeaderboardApp
+from atzoo.app.app import LeaderboardApp
 from atzoo.leaderboard.store import read_entry
 from atzoo.leaderboard.submit import submit
 from atzoo.service import open_queue, open_runner_dir, queue_rows, submit_train, submit_verify

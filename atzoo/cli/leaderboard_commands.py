@@ -287,7 +287,7 @@ def schema(out: Path | None, registry_dir: Path | None) -> None:
 def serve(host: str, port: int | None, share: bool, runner_dir: Path | None, models: tuple[str, ...],
           local_paths: bool | None, registry_dir: Path | None) -> None:
     """Start the leaderboard app (Gradio) on the registry."""
-    from atzoo.leaderboard.app import serve as serve_app
+    from atzoo.app.app import serve as serve_app
 
     with user_errors():
         demo_models = dict(_label_and_path(item) for item in models)
