@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atzoo.errors import AtzooError, PackageError
-from atzoo.io import permissions_from_umask, read_json, read_json_checked, write_json_atomic, write_text_atomic
+from atzoo.errors import AtzooError, FormatError, PackageError
+from atzoo.formats.metrics import Results, read_results
+from atzoo.io import permissions_from_umask, read_json_checked, write_json_atomic, write_text_atomic
 from atzoo.protocol import PROTOCOL_VERSION, SCENARIOS
 
 WEIGHTS = "model.safetensors"
@@ -33,10 +34,20 @@ CARD = "README.md"
 PACKAGE_FILES = (WEIGHTS, CONFIG, RESULTS, CARD)
 FORMAT = "atzoo-model-1"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-DATASET_RELEASES = ("403k", "135k", "synthetic")
 SYNTHETIC_MANIFEST = "synthetic.json"
 ANY_TIME = "Any-Time"
-DEFAULT_LICENSE = "apache-2.0"
+OPEN_DEFAULT_LICENSE = "apache-2.0"
+RESEARCH_LICENSE_NAME = "at-ustc-research-only"
+RESEARCH_DEFAULT_LICENSE = "other"
+NON_COMMERCIAL_LICENSES = ("other", "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "cc-by-nc-nd-4.0")
+"""Hub licence ids a model trained or evaluated on AT-USTC may carry: its release agreement allows
+research use only and forbids commercial use. ``other`` is written with ``license_name:
+at-ustc-research-only``, the card stating those terms."""
+RELEASE_TERMS = ("AT-USTC is released for non-commercial research use only: its release agreement forbids "
+                 "commercial use and any redistribution of the images. These weights were trained on it, so "
+                 "they are shared under the same terms: research use only, no commercial use.")
+APPROX_RELEASE_IMAGES = {"135k": 135_000}
+APPROX_TOLERANCE = 0.02
 CITATION = """@inproceedings{li2025anytime,
   title     = {Towards Anytime Retrieval: A Benchmark for Anytime Person Re-Identification},
   author    = {Li, Xulin and Lu, Yan and Liu, Bin and Li, Jiaze and Yang, Qinhong and Gong, Tao and
@@ -87,39 +98,53 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def aggregate_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Only the aggregate numbers of an evaluation: per scenario, Any-Time and mixed-test group, the
-    numeric metrics. Anything else (lists, strings, per-image arrays) is dropped, so a results file
-    can never carry image paths or per-query ranks."""
-    names = [s.name for s in SCENARIOS] + [ANY_TIME]
-    result: dict[str, Any] = {"protocol_version": str(metrics.get("protocol_version", PROTOCOL_VERSION))}
-    for name in names:
-        if name not in metrics:
-            raise PackageError(f"the run's metrics lack scenario {name!r}; evaluate the run again "
-                               f"(`atzoo evaluate RUN_DIR`)")
-        result[name] = {k: v for k, v in metrics[name].items() if _is_number(v)}
-    mixed = metrics.get("mixed")
-    if isinstance(mixed, dict):
-        result["mixed"] = {group: {k: v for k, v in values.items() if _is_number(v)}
-                           for group, values in mixed.items() if isinstance(values, dict)}
-    return result
+def package_release(results: Results, declared: str | None) -> str:
+    """The release a package records: the one its results' provenance read off the data. A release
+    named by the user must agree with it; ``135k`` (whose exact counts are not published) may name a
+    custom root of about that size."""
+    dataset = results.provenance.dataset
+    if declared is None or declared == dataset.release:
+        return dataset.release
+    approximate = APPROX_RELEASE_IMAGES.get(declared)
+    if dataset.release == "custom" and approximate and abs(dataset.images - approximate) <= APPROX_TOLERANCE * approximate:
+        return declared
+    raise PackageError(f"--dataset-release {declared}: the run's results were measured on {dataset.images} images "
+                       f"recognised as release {dataset.release!r} (fingerprint {dataset.fingerprint[:12]}...); "
+                       f"drop --dataset-release to package it as {dataset.release!r}")
 
 
-def dataset_release_of(data_root: str | os.PathLike, release: str | None) -> str:
-    """``synthetic`` for a generated dataset; otherwise the AT-USTC release the user names."""
-    synthetic = (Path(data_root) / SYNTHETIC_MANIFEST).is_file()
-    if synthetic:
-        if release not in (None, "synthetic"):
-            raise PackageError(f"the run was trained on the synthetic dataset at {data_root}, "
-                               f"not on AT-USTC release {release!r}; drop --dataset-release")
-        return "synthetic"
-    if release not in ("403k", "135k"):
-        raise PackageError(f"the run's dataset {data_root} is not synthetic: name its AT-USTC release with "
-                           f"--dataset-release 403k or 135k (got {release!r})")
-    return release
+def check_license(release: str, license: str) -> None:
+    """Weights trained on AT-USTC (any release but ``synthetic``) carry a non-commercial licence."""
+    if release != "synthetic" and license not in NON_COMMERCIAL_LICENSES:
+        raise PackageError(f"--license {license}: these weights were trained on AT-USTC data (release {release}), "
+                           f"whose release agreement allows research use only and forbids commercial use; choose "
+                           f"one of {', '.join(NON_COMMERCIAL_LICENSES)} (default: other, {RESEARCH_LICENSE_NAME})")
 
 
-def package_config(run_config: dict[str, Any], dataset_release: str) -> dict[str, Any]:
+def default_license(release: str) -> str:
+    return OPEN_DEFAULT_LICENSE if release == "synthetic" else RESEARCH_DEFAULT_LICENSE
+
+
+def run_results(run: Any) -> Results:
+    """The run's own ``metrics.json``, refused unless it has provenance and was measured on the very
+    weights file the run holds."""
+    from atzoo.runner.provenance import file_sha256
+    from atzoo.runner.rundir import METRICS, MODEL
+
+    try:
+        results = read_results(run.file(METRICS))
+    except FormatError as error:
+        raise PackageError(f"{error}\nThe run's results cannot be shipped as they are: evaluate it again "
+                           f"(`atzoo evaluate {run.path}`), which records their provenance") from None
+    weights_sha = file_sha256(run.file(MODEL))
+    if results.provenance.weights_sha256 != weights_sha:
+        raise PackageError(f"{run.file(METRICS)} was measured on weights with sha256 "
+                           f"{results.provenance.weights_sha256[:12]}..., but {run.file(MODEL)} has "
+                           f"{weights_sha[:12]}...: evaluate the run again (`atzoo evaluate {run.path}`)")
+    return results
+
+
+def package_config(run_config: dict[str, Any], dataset_release: str, dataset_fingerprint: str) -> dict[str, Any]:
     """A package's config.json from a run's config.json (the local data root is left out)."""
     recipe = run_config["recipe"]
     method, backbone = recipe["method"], recipe["backbone"]
@@ -143,7 +168,7 @@ def package_config(run_config: dict[str, Any], dataset_release: str) -> dict[str
         "num_clothes": run_config["num_clothes"],
         "protocol_version": run_config.get("protocol_version", PROTOCOL_VERSION),
         "dataset_release": dataset_release,
-        "dataset_fingerprint": run_config.get("dataset_fingerprint", ""),
+        "dataset_fingerprint": dataset_fingerprint,
         "recipe": recipe,
     }
 
@@ -152,12 +177,21 @@ def _percent(value: Any) -> float:
     return round(100.0 * float(value), 2)
 
 
+def _dataset_name(release: str) -> str:
+    if release == "synthetic":
+        return "synthetic AT-USTC layout"
+    if release == "custom":
+        return "a custom AT-USTC-format collection"
+    return f"AT-USTC ({release} release)"
+
+
 def model_card(config: dict[str, Any], results: dict[str, Any], license: str) -> str:
-    """README.md with Hub metadata: licence, library, model-index (one result per scenario)."""
+    """README.md with Hub metadata: licence, library, model-index (one result per scenario), the
+    results' provenance, and for AT-USTC-trained weights the release agreement's terms."""
     import yaml
 
     release = config["dataset_release"]
-    dataset_name = "synthetic AT-USTC layout" if release == "synthetic" else f"AT-USTC ({release} release)"
+    dataset_name = _dataset_name(release)
     index_results = []
     for name in [s.name for s in SCENARIOS] + [ANY_TIME]:
         metrics = results[name]
@@ -167,8 +201,11 @@ def model_card(config: dict[str, Any], results: dict[str, Any], license: str) ->
             "metrics": [{"type": key, "name": f"{name} {key}", "value": _percent(metrics[key])}
                         for key in ("rank1", "mAP", "mINP") if key in metrics],
         })
+    licence_fields: dict[str, str] = {"license": license}
+    if license == "other":
+        licence_fields["license_name"] = RESEARCH_LICENSE_NAME
     metadata = {
-        "license": license, "library_name": "atzoo",
+        **licence_fields, "library_name": "atzoo",
         "tags": ["person-reid", "anytime-person-reid", "at-ustc", "atzoo", config["method"].rpartition(":")[2]],
         "model-index": [{"name": f"atzoo {config['method']}", "results": index_results}],
     }
@@ -177,6 +214,9 @@ def model_card(config: dict[str, Any], results: dict[str, Any], license: str) ->
                      f"{_percent(results[name].get('mAP', 0.0)):.2f} |"
                      for name in [s.name for s in SCENARIOS] + [ANY_TIME])
     losses = ", ".join(f"{term['loss']} x {term['weight']}" for term in config["recipe"]["losses"])
+    provenance = results.get("provenance") or {}
+    dataset = provenance.get("dataset") or {}
+    terms = "" if release == "synthetic" else f"\n## Licence and terms\n\n{RELEASE_TERMS}\n"
     return f"""---
 {yaml.safe_dump(metadata, sort_keys=False).rstrip()}
 ---
@@ -198,12 +238,16 @@ model = atzoo.load("PATH_OR_REPO_ID")   # needs: pip install "{config['plugin'][
 |---|---|---|
 {rows}
 
+Measured by the atzoo evaluator {provenance.get('evaluator_version', '?')} on {dataset.get('images', '?')} images
+(release {dataset.get('release', release)}, dataset fingerprint `{dataset.get('fingerprint', '?')}`) on
+{provenance.get('date', '?')}, weights sha256 `{provenance.get('weights_sha256', '?')}`.
+
 ## Training
 
 Optimizer {train['optimizer']}, lr {train['lr']}, {train['epochs']} epoch(s), batches of
 {train['num_persons']} persons x {train['num_instances']} images, input {config['input_size'][0]}x{config['input_size'][1]},
 losses: {losses}. The package holds weights and aggregate metrics only; no image of the dataset.
-
+{terms}
 ## Citation
 
 ```bibtex
@@ -241,11 +285,15 @@ def _swap_into_place(staged: Path, out: Path) -> None:
 
 
 def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, dataset_release: str | None = None,
-               overwrite: bool = False, license: str = DEFAULT_LICENSE) -> Path:
+               overwrite: bool = False, license: str | None = None) -> Path:
     """Write a model package of a finished, evaluated run to `out_dir` and return its path.
 
-    Everything is written into a temporary sibling folder, checked by the upload guard, and only
-    then renamed to `out_dir`, so a failure never leaves a half-written or mixed package.
+    Only results measured on the run's own weights file (by sha256) are shipped, with their
+    provenance; the package's release is the one read off that data. The licence defaults to an
+    open one for synthetic data and to AT-USTC's research-only terms otherwise, where an open
+    licence is refused. Everything is written into a temporary sibling folder, checked by the
+    upload guard, and only then renamed to `out_dir`, so a failure never leaves a half-written or
+    mixed package.
     """
     from atzoo.hub import guard
     from atzoo.runner.rundir import METRICS, MODEL, open_run_dir
@@ -255,19 +303,21 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, datase
         raise PackageError(f"run directory {run.path} has no {METRICS}; evaluate it first (`atzoo evaluate`)")
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
-    run_config = run.config
-    release = dataset_release_of(run_config.get("data_root", ""), dataset_release)
     _check_weights_readable(run.file(MODEL))
-    config = package_config(run_config, release)
-    results = aggregate_metrics(read_json(run.file(METRICS)))
+    results = run_results(run)
+    release = package_release(results, dataset_release)
+    license = license or default_license(release)
+    check_license(release, license)
+    config = package_config(run.config, release, results.provenance.dataset.fingerprint)
+    shipped = results.to_json()
     out.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         os.chmod(staged, permissions_from_umask(executable=True))
         shutil.copyfile(run.file(MODEL), staged / WEIGHTS)
         write_json_atomic(staged / CONFIG, config)
-        write_json_atomic(staged / RESULTS, results)
-        write_text_atomic(staged / CARD, model_card(config, results, license))
+        write_json_atomic(staged / RESULTS, shipped)
+        write_text_atomic(staged / CARD, model_card(config, shipped, license))
         guard(staged)
         _swap_into_place(staged, out)
     finally:

@@ -19,16 +19,31 @@ TINY_OVERRIDES = {"epochs": 1, "iters_per_epoch": 2, "image_size": [32, 16], "nu
 
 
 def fake_metrics(base: float = 0.5) -> dict:
-    metrics = {"protocol_version": "1.0"}
-    for index, name in enumerate(SCENARIO_NAMES):
-        metrics[name] = {"rank1": base + index / 100, "rank5": 0.9, "rank10": 0.95, "mAP": base - 0.1,
-                         "mINP": 0.2, "queries": 12}
-    metrics["mixed"] = {"Any-Time": {"rank1": 0.4, "mAP": 0.3, "queries": 20}}
+    """Six scenarios and their mean as Any-Time, as the evaluator writes them (fractions)."""
+    metrics: dict = {"protocol_version": "1.0"}
+    for index, name in enumerate(SCENARIO_NAMES[:-1]):
+        metrics[name] = {"rank1": base + index / 100, "rank5": 0.9, "rank10": 0.95, "rank20": 0.97,
+                         "mAP": base - 0.1, "mINP": 0.2, "queries": 12}
+    metrics["Any-Time"] = {key: sum(metrics[name][key] for name in SCENARIO_NAMES[:-1]) / 6
+                           for key in ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")}
+    metrics["mixed"] = {"Any-Time": {"rank1": 0.4, "rank5": 0.5, "rank10": 0.6, "rank20": 0.7, "mAP": 0.3,
+                                     "mINP": 0.1, "queries": 20}}
     return metrics
 
 
-def make_run_dir(path: Path, *, synthetic: bool = False, seed: int = 0) -> Path:
-    """An untrained but complete run directory (config, weights, metrics): fast, no training."""
+def fake_results(weights: Path, release: str, base: float = 0.5, images: int = 1000) -> dict:
+    """`fake_metrics` with the provenance the runner records for the weights file `weights`."""
+    from atzoo.runner.provenance import file_sha256
+
+    provenance = {"dataset": {"release": release, "fingerprint": "e" * 64, "images": images},
+                  "weights_sha256": file_sha256(weights), "evaluator_version": "atzoo-1.0",
+                  "protocol_version": "1.0", "date": "2026-12-01T00:00:00Z"}
+    return {"format_version": 1, **fake_metrics(base), "provenance": provenance}
+
+
+def make_run_dir(path: Path, *, synthetic: bool = False, seed: int = 0, release: str = "403k") -> Path:
+    """An untrained but complete run directory (config, weights, metrics with provenance on `release`,
+    or on the synthetic release when `synthetic`): fast, no training."""
     from atzoo.registry import load_registry
     from atzoo.runner.recipe import build_model, resolve_recipe
 
@@ -45,7 +60,8 @@ def make_run_dir(path: Path, *, synthetic: bool = False, seed: int = 0) -> Path:
     write_json_atomic(path / "config.json", {
         "format": "atzoo-run-1", "protocol_version": "1.0", "recipe": recipe.to_json(), "data_root": str(data_root),
         "dataset_fingerprint": "f" * 64, "num_persons": 4, "num_clothes": 6})
-    write_json_atomic(path / "metrics.json", fake_metrics())
+    write_json_atomic(path / "metrics.json", fake_results(path / "model.safetensors",
+                                                          "synthetic" if synthetic else release))
     return path
 
 
@@ -71,15 +87,16 @@ def make_measured_package(tmp_path: Path, data_root: Path, name: str = "pkg") ->
     """A package whose results.json and dataset fingerprint are those of `data_root`, measured the
     way `atzoo leaderboard verify` measures, as a run trained and evaluated there would have them."""
     from atzoo.data import parse_root
-    from atzoo.data.cache import dataset_fingerprint
     from atzoo.io import read_json
     from atzoo.leaderboard.verify import measure_package
-    from atzoo.package import aggregate_metrics, read_package
+    from atzoo.package import read_package
+    from atzoo.runner.evaluation import measured_results
 
     package = make_package(tmp_path, name)
     measured = measure_package(read_package(package), data_root, device="cpu", progress=False)
-    write_json_atomic(package / "results.json", aggregate_metrics(measured))
+    results = measured_results(measured, parse_root(data_root), package / "model.safetensors")
+    write_json_atomic(package / "results.json", results.to_json())
     config = read_json(package / "config.json")
     write_json_atomic(package / "config.json",
-                      {**config, "dataset_fingerprint": dataset_fingerprint(parse_root(data_root))})
+                      {**config, "dataset_fingerprint": results.provenance.dataset.fingerprint})
     return package

@@ -128,7 +128,7 @@ def test_validate_entry_lists_every_problem(client, tmp_path):
     bad.update(id="Bad ID", date="yesterday", reported={"DT-ST": {"rank1": 120, "mAP": 50}})
     result = client.predict(json.dumps(bad), None, api_name="/validate_entry")
     assert "problems" in result
-    for expected in ("id:", "date:", "DT-ST.rank1", "DT-LT"):
+    for expected in ("**id**:", "**date**:", "**reported.DT-ST.rank1**:", "**reported.DT-LT**:"):
         assert expected in result
     duplicate = (SEEDED / "paper-bot.json").read_text()
     assert "already taken" in client.predict(duplicate, None, api_name="/validate_entry")
@@ -144,7 +144,7 @@ def test_messages_to_visitors_name_no_server_path(client, files):
     result = client.predict(duplicate, None, api_name="/validate_entry")
     assert "'paper-bot' is already taken" in result and str(files["registry"]) not in result
     with pytest.raises(AppError) as error:
-        client.predict(["nosuch"], "rank1", api_name="/compare")
+        client.predict(["nosuch"], "rank1", "403k", api_name="/compare")
     assert "no entry 'nosuch'" in str(error.value) and str(files["registry"]) not in str(error.value)
 
 

@@ -31,22 +31,31 @@ OPTIONS = {"weights_ref": f"{REPO}@{COMMIT}", "submitter": "Test Submitter", "pr
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def good_results(base: float = 0.5) -> dict:
-    """Aggregate results as the runner writes them (fractions), with Any-Time the mean of the six."""
-    results: dict = {"protocol_version": "1.0"}
+def good_results(base: float = 0.5, folder: Path | None = None) -> dict:
+    """Aggregate results as the runner writes them (fractions), with Any-Time the mean of the six, and
+    the provenance of the weights and data of the package or run in `folder`."""
+    results: dict = {"format_version": 1, "protocol_version": "1.0"}
     for index, name in enumerate(SCENARIO_NAMES):
         results[name] = {"rank1": base + index / 100, "rank5": 0.8, "rank10": 0.9, "rank20": 0.95,
                          "mAP": base - 0.1, "mINP": 0.2, "queries": 12}
     results["Any-Time"] = {metric: sum(results[n][metric] for n in SCENARIO_NAMES) / 6
                            for metric in ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")}
-    results["mixed"] = {"Any-Time": {"rank1": 0.4, "mAP": 0.3, "queries": 20}}
+    results["mixed"] = {"Any-Time": {"rank1": 0.4, "rank5": 0.5, "rank10": 0.6, "rank20": 0.7, "mAP": 0.3,
+                                     "mINP": 0.1, "queries": 20}}
+    if folder is not None:
+        config = read_json(folder / "config.json")
+        results["provenance"] = {
+            "dataset": {"release": config.get("dataset_release", "synthetic"), "images": 1000,
+                        "fingerprint": config.get("dataset_fingerprint") or "e" * 64},
+            "weights_sha256": sha256_file(folder / "model.safetensors"), "evaluator_version": "atzoo-1.0",
+            "protocol_version": "1.0", "date": "2026-12-01T00:00:00Z"}
     return results
 
 
 @pytest.fixture()
 def package(tmp_path, hf_cache):
     path = make_package(tmp_path)
-    write_json_atomic(path / "results.json", good_results())
+    write_json_atomic(path / "results.json", good_results(0.5, path))
     return path
 
 
@@ -85,7 +94,7 @@ def test_a_package_becomes_an_entry_file(package, registry):
 
 def test_a_run_directory_is_exported_then_submitted(tmp_path, hf_cache, registry):
     run = make_run_dir(tmp_path / "run", synthetic=True)
-    write_json_atomic(run / "metrics.json", good_results(0.6))
+    write_json_atomic(run / "metrics.json", good_results(0.6, run))
     entry = build_entry(run, **{k: v for k, v in OPTIONS.items() if k != "weights_ref"},
                         weights_ref=OPTIONS["weights_ref"], entry_id="my-run", name="My Run")
     assert (entry.id, entry.method.name) == ("my-run", "My Run")
@@ -220,7 +229,7 @@ def test_a_malformed_sha256_is_refused(package):
 
 def test_a_sha256_mismatch_names_the_users_weights_file(tmp_path, hf_cache):
     run = make_run_dir(tmp_path / "run", synthetic=True)
-    write_json_atomic(run / "metrics.json", good_results(0.6))
+    write_json_atomic(run / "metrics.json", good_results(0.6, run))
     message = refusal(run, sha256="1" * 64)
     assert f"--sha256 is {'1' * 64}, {run / 'model.safetensors'} has" in message
     assert "atzoo-submit-" not in message
@@ -228,10 +237,25 @@ def test_a_sha256_mismatch_names_the_users_weights_file(tmp_path, hf_cache):
 
 def test_the_entry_records_the_dataset_fingerprint(package):
     entry = build_entry(package, **OPTIONS)
-    assert entry.dataset.fingerprint == read_json(package / "config.json")["dataset_fingerprint"] == "f" * 64
+    assert entry.dataset.fingerprint == read_json(package / "config.json")["dataset_fingerprint"] == "e" * 64
     config = read_json(package / "config.json")
-    write_json_atomic(package / "config.json", {**config, "dataset_fingerprint": ""})
-    assert build_entry(package, **OPTIONS).dataset.fingerprint is None
+    write_json_atomic(package / "config.json", {**config, "dataset_fingerprint": "d" * 64})
+    assert "provenance.dataset.fingerprint differs from config.json" in refusal(package)
+
+
+def test_results_of_other_weights_or_without_provenance_are_refused(package):
+    edit_results(package, lambda r: r["provenance"].update(weights_sha256="0" * 64))
+    assert "these results are not of these weights" in refusal(package)
+    edit_results(package, lambda r: r.pop("provenance"))
+    assert "provenance is missing" in refusal(package)
+
+
+def test_a_custom_release_is_packaged_but_not_submitted(tmp_path, hf_cache):
+    from atzoo.package import export_run
+
+    package = export_run(make_run_dir(tmp_path / "private", release="custom"), tmp_path / "pkg")
+    message = refusal(package)
+    assert "dataset release 'custom' is not one the board ranks (403k, 135k, synthetic)" in message
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from safetensors.torch import save_file
 
 from atzoo.errors import AtzooError, PackageError
-from atzoo.package import (CARD, CONFIG, RESULTS, WEIGHTS, aggregate_metrics, export_run, load, read_package,
-                           requirement)
-from tests.packages import SCENARIO_NAMES, TINY_OVERRIDES, fake_metrics, make_package, make_run_dir
+from atzoo.formats.metrics import results_from_evaluation
+from atzoo.package import CARD, CONFIG, RESULTS, WEIGHTS, export_run, load, read_package, requirement
+from tests.packages import SCENARIO_NAMES, TINY_OVERRIDES, fake_metrics, fake_results, make_package, make_run_dir
 
 def test_export_writes_exactly_the_four_files_with_rebuild_config(tmp_path):
     run = make_run_dir(tmp_path / "run")
@@ -35,27 +35,96 @@ def test_export_writes_exactly_the_four_files_with_rebuild_config(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def test_results_hold_aggregate_numbers_only():
+def test_results_hold_aggregate_numbers_only(tmp_path):
+    from atzoo.formats.metrics import Provenance
+
+    run = make_run_dir(tmp_path / "run")
+    provenance = Provenance.model_validate(fake_results(run / "model.safetensors", "403k")["provenance"])
     metrics = fake_metrics()
     metrics["DT-ST"]["ranks"] = [1, 2, 3]
-    metrics["DT-ST"]["paths"] = "p001-d01-c01/cam01-f2-0001.jpg"
     metrics["per_image"] = {"a.jpg": 1}
-    results = aggregate_metrics(metrics)
-    assert set(results) == {"protocol_version", *SCENARIO_NAMES, "mixed"}
-    assert "ranks" not in results["DT-ST"] and "paths" not in results["DT-ST"]
-    with pytest.raises(PackageError, match="AD-LT"):
-        aggregate_metrics({k: v for k, v in fake_metrics().items() if k != "AD-LT"})
+    with pytest.raises(AtzooError, match="DT-ST.ranks is not a field"):
+        results_from_evaluation(metrics, provenance)
+    del metrics["DT-ST"]["ranks"]
+    results = results_from_evaluation(metrics, provenance).to_json()
+    assert set(results) == {"format_version", "protocol_version", *SCENARIO_NAMES, "mixed", "provenance"}
+    with pytest.raises(AtzooError, match="AD-LT is missing"):
+        results_from_evaluation({k: v for k, v in fake_metrics().items() if k != "AD-LT"}, provenance)
 
 
-def test_dataset_release_synthetic_or_required(tmp_path):
+def test_the_release_is_the_one_recorded_with_the_results(tmp_path):
     synthetic = export_run(make_run_dir(tmp_path / "s", synthetic=True), tmp_path / "s-pkg")
     assert json.loads((synthetic / CONFIG).read_text())["dataset_release"] == "synthetic"
-    real = make_run_dir(tmp_path / "r")
-    with pytest.raises(PackageError, match="--dataset-release 403k or 135k"):
-        export_run(real, tmp_path / "r-pkg")
-    with pytest.raises(PackageError, match="synthetic"):
+    official = export_run(make_run_dir(tmp_path / "r"), tmp_path / "r-pkg")
+    assert json.loads((official / CONFIG).read_text())["dataset_release"] == "403k"
+    with pytest.raises(PackageError, match="recognised as release 'synthetic'.*drop --dataset-release"):
         export_run(make_run_dir(tmp_path / "s2", synthetic=True), tmp_path / "s2-pkg", dataset_release="403k")
-    assert not (tmp_path / "r-pkg").exists()
+    assert not (tmp_path / "s2-pkg").exists()
+
+
+def test_any_at_ustc_format_root_is_packaged_as_a_custom_release_with_its_fingerprint(tmp_path):
+    run = make_run_dir(tmp_path / "private", release="custom")
+    package = export_run(run, tmp_path / "pkg")
+    config = json.loads((package / CONFIG).read_text())
+    assert config["dataset_release"] == "custom" and config["dataset_fingerprint"] == "e" * 64
+    results = json.loads((package / RESULTS).read_text())
+    assert results["provenance"]["dataset"] == {"release": "custom", "fingerprint": "e" * 64, "images": 1000}
+    assert "a custom AT-USTC-format collection" in (package / CARD).read_text()
+    with pytest.raises(PackageError, match="--dataset-release 403k: .* recognised as release 'custom'"):
+        export_run(run, tmp_path / "pkg2", dataset_release="403k")
+
+
+def test_a_135k_release_may_name_a_custom_root_of_about_that_size(tmp_path):
+    run = make_run_dir(tmp_path / "old", release="custom")
+    data = json.loads((run / "metrics.json").read_text())
+    data["provenance"]["dataset"]["images"] = 134_000
+    (run / "metrics.json").write_text(json.dumps(data))
+    package = export_run(run, tmp_path / "pkg", dataset_release="135k")
+    assert json.loads((package / CONFIG).read_text())["dataset_release"] == "135k"
+
+
+def test_export_ships_only_results_measured_on_the_exported_weights(tmp_path):
+    run = make_run_dir(tmp_path / "run", synthetic=True)
+    other = make_run_dir(tmp_path / "other", synthetic=True, seed=1)
+    (run / "metrics.json").write_bytes((other / "metrics.json").read_bytes())
+    with pytest.raises(PackageError, match="was measured on weights with sha256 .* evaluate the run again"):
+        export_run(run, tmp_path / "pkg")
+    legacy = fake_metrics()
+    (run / "metrics.json").write_text(json.dumps(legacy))
+    with pytest.raises(PackageError, match="(?s)format_version is missing.*evaluate it again"):
+        export_run(run, tmp_path / "pkg")
+    without_any_time = fake_results(run / "model.safetensors", "synthetic")
+    del without_any_time["Any-Time"]
+    (run / "metrics.json").write_text(json.dumps(without_any_time))
+    with pytest.raises(PackageError, match="Any-Time is missing"):
+        export_run(run, tmp_path / "pkg")
+    edited = fake_results(run / "model.safetensors", "synthetic")
+    edited["DT-ST"]["rank1"] = 0.89
+    (run / "metrics.json").write_text(json.dumps(edited))
+    with pytest.raises(PackageError, match="not the mean of the six scenarios"):
+        export_run(run, tmp_path / "pkg")
+    assert not (tmp_path / "pkg").exists()
+
+
+@pytest.mark.parametrize("release", ["403k", "custom"])
+def test_weights_trained_on_at_ustc_default_to_research_only_terms(tmp_path, release):
+    run = make_run_dir(tmp_path / "run", release=release)
+    card = (export_run(run, tmp_path / "pkg") / CARD).read_text()
+    assert card.startswith("---\nlicense: other\nlicense_name: at-ustc-research-only\n")
+    assert "research use only" in card and "forbids commercial use" in card and "@inproceedings{li2025anytime" in card
+    for open_licence in ("apache-2.0", "mit"):
+        with pytest.raises(PackageError, match=f"--license {open_licence}: .*research use only"):
+            export_run(run, tmp_path / "pkg2", license=open_licence)
+    assert not (tmp_path / "pkg2").exists()
+    nc = (export_run(run, tmp_path / "pkg3", license="cc-by-nc-4.0") / CARD).read_text()
+    assert nc.startswith("---\nlicense: cc-by-nc-4.0\n")
+
+
+def test_synthetic_only_weights_may_use_an_open_licence(tmp_path):
+    run = make_run_dir(tmp_path / "run", synthetic=True)
+    card = (export_run(run, tmp_path / "pkg") / CARD).read_text()
+    assert card.startswith("---\nlicense: apache-2.0\n") and "forbids commercial use" not in card
+    assert (export_run(run, tmp_path / "pkg2", license="mit") / CARD).read_text().startswith("---\nlicense: mit\n")
 
 
 def test_export_refuses_a_non_empty_out_dir_unless_overwrite(tmp_path):
@@ -171,11 +240,14 @@ def test_export_cli_errors_exit_2(tmp_path):
     from atzoo.cli.main import cli
 
     run = make_run_dir(tmp_path / "run")
-    result = CliRunner().invoke(cli, ["export", str(run), str(tmp_path / "pkg")])
-    assert result.exit_code == 2 and "--dataset-release" in result.output
     result = CliRunner().invoke(cli, ["export", str(run), str(tmp_path / "pkg"), "--dataset-release", "135k"])
+    assert result.exit_code == 2 and "--dataset-release 135k" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["export", str(run), str(tmp_path / "pkg"), "--license", "apache-2.0"])
+    assert result.exit_code == 2 and "research use only" in result.output
+    assert not (tmp_path / "pkg").exists()
+    result = CliRunner().invoke(cli, ["export", str(run), str(tmp_path / "pkg")])
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "pkg" / CONFIG).read_text())["dataset_release"] == "135k"
+    assert json.loads((tmp_path / "pkg" / CONFIG).read_text())["dataset_release"] == "403k"
 
 
 @pytest.fixture(scope="module")

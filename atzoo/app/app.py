@@ -24,7 +24,10 @@ from atzoo.errors import AtzooError
 from atzoo.app import demo as demo_logic
 from atzoo.app import plots
 from atzoo.formats.entry import RELEASES
-from atzoo.leaderboard.store import Snapshot, check_entry_data, load_snapshot
+from atzoo.leaderboard.board_dataset import load_board_dataset, resolve_source
+from atzoo.leaderboard.detail import URL_PARAMETER, detail_markdown, entry_detail
+from atzoo.leaderboard.entry_check import submission_problems
+from atzoo.leaderboard.store import Snapshot, load_snapshot
 from atzoo.leaderboard.table import (ANY_TIME, COLUMNS, DEFAULT_RELEASE, METRIC_CHOICES, METRIC_LABELS,
                                      SORT_CHOICES, Filters, backbone_choices, build_table, entry_choices,
                                      rows_to_csv, task_family_choices)
@@ -58,6 +61,15 @@ so one table shows one release, never a mix.
 AT-USTC is licensed for research and may not be redistributed: its images are never shipped,
 uploaded or rendered here. The Demo tab uses images you upload or the bundled *synthetic*
 gallery, drawn by atzoo's procedural generator. Only aggregate metrics ever leave a machine.
+
+## Trust tiers
+
+The board ranks trust before scores: **verified** entries (re-evaluated by the shared runner and
+signed, Ed25519, by a verifier whose public key the registry lists) first, then the papers'
+**reported** rows, then **submitted** entries not verified yet. Sorting by a column re-orders rows
+inside their tier. An entry whose verification ended **mismatch** or **failed** is listed below
+all of them, with the reason, and has no rank. A verified block that is not signed by a listed
+verifier is refused.
 
 ## How verification works
 
@@ -110,8 +122,9 @@ class LeaderboardApp:
 
     def __init__(self, leaderboard_dir: str | os.PathLike, *, runner_dir: str | os.PathLike | None = None,
                  demo_models: Mapping[str, str] | Sequence[str] | None = None, registry=None,
-                 allow_local_paths: bool = False) -> None:
+                 allow_local_paths: bool = False, source: str | None = None) -> None:
         self.root = Path(leaderboard_dir)
+        self.board = None if source is None else load_board_dataset(resolve_source(source))
         self.allow_local_paths = allow_local_paths
         self.runner_dir = Path(runner_dir) if runner_dir else None
         if self.runner_dir is not None:
@@ -122,10 +135,11 @@ class LeaderboardApp:
             self.demo_models = {str(ref): str(ref) for ref in demo_models or ()}
         self.models = demo_logic.ModelCache(registry)
         self.registry = registry
-        load_snapshot(self.root)
+        self.snapshot()
 
     def snapshot(self) -> Snapshot:
-        return load_snapshot(self.root)
+        """The registry's entries (re-read when a file changed), or the board dataset served."""
+        return self.board if self.board is not None else load_snapshot(self.root)
 
     # -- Leaderboard -------------------------------------------------------------------------
 
@@ -202,13 +216,47 @@ class LeaderboardApp:
         rows = build_table(self.snapshot(), "rank1", Filters(release=release)).rows
         return [row["ID"] for row in rows[:COMPARE_DEFAULT]]
 
-    def compare(self, entry_ids: Sequence[str] | None, metric: str):
-        """The four comparison figures for the selected entries."""
+    def compare_release(self, release: str):
+        """Switching the release offers that release's entries only and selects its best ones."""
+        release = release or DEFAULT_RELEASE
+        return gr.update(choices=entry_choices(self.snapshot(), release), value=self.default_compare(release))
+
+    def compare(self, entry_ids: Sequence[str] | None, metric: str, release: str = DEFAULT_RELEASE):
+        """The four comparison figures for the selected entries, all of one release."""
         snapshot = self.snapshot()
+        release = release or DEFAULT_RELEASE
         entries = [snapshot.get(entry_id) for entry_id in entry_ids or ()]
+        others = [entry.id for entry in entries if entry.dataset.release != release]
+        if others:
+            raise AtzooError(f"{', '.join(others)} {'is' if len(others) == 1 else 'are'} not on the {release} release; "
+                             f"releases are never compared with each other")
         metric = metric or "rank1"
         return (plots.radar_plot(entries, metric), plots.gap_plot(entries, metric),
                 plots.reported_vs_verified_plot(entries, metric), plots.anytime_vs_params_plot(entries, metric))
+
+    # -- Entry detail ------------------------------------------------------------------------
+
+    def detail(self, entry_id: str | None) -> str:
+        """One entry whole, as Markdown (empty when no entry is chosen)."""
+        if not (entry_id or "").strip():
+            return ""
+        return detail_markdown(entry_detail(self.snapshot(), entry_id.strip()))
+
+    def detail_from_row(self, event: gr.SelectData) -> tuple[str, Any]:
+        """Selecting a row of the table opens its entry."""
+        row = event.row_value or []
+        entry_id = row[COLUMNS.index("ID")] if len(row) > COLUMNS.index("ID") else None
+        return self.detail(entry_id), gr.update(open=True)
+
+    def detail_from_url(self, request: gr.Request) -> tuple[str, Any]:
+        """``?entry=ID`` in the page's address opens that entry's detail."""
+        entry_id = (request.query_params.get(URL_PARAMETER) if request is not None else None) or ""
+        if not entry_id:
+            return "", gr.update()
+        try:
+            return self.detail(entry_id), gr.update(open=True)
+        except AtzooError as error:
+            return f"### Entry not found\n\n{error}", gr.update(open=True)
 
     # -- Demo --------------------------------------------------------------------------------
 
@@ -266,11 +314,12 @@ class LeaderboardApp:
                     f"column {error.colno}.")
         except RecursionError:
             return f"### Not valid JSON\n\n{source} is nested too deeply to be an entry."
-        problems = check_entry_data(data, self.snapshot())
+        problems = submission_problems(data, self.snapshot())
         if not problems:
             return (f"### Valid\n\n{source} is a valid entry and duplicates none. Submit it with "
                     "`atzoo submit` (a pull request adding it under `leaderboard/entries/`).")
-        listed = "\n".join(f"- `{problem}`" for problem in problems)
+        listed = "\n".join(f"- **{problem.field}**: {problem.message}"
+                           + (f"  \n  *Hint: {problem.hint}*" if problem.hint else "") for problem in problems)
         return f"### {len(problems)} problem{'s' if len(problems) > 1 else ''}\n\n{listed}"
 
     @staticmethod
@@ -328,6 +377,13 @@ def _leaderboard_tab(app: LeaderboardApp, blocks: gr.Blocks) -> None:
     triggers = [blocks.load, *(c.change for c in inputs if c is not search), search.submit]
     gr.on(triggers, shown_in_page(app.leaderboard), inputs, [frame, summary], api_name="leaderboard")
     gr.on(triggers, shown_in_page(app.csv), inputs, csv_button, api_name="csv")
+    with gr.Accordion("Entry detail (select a row, or open the page with ?entry=ID)", open=False,
+                      elem_id="lb-detail-panel") as panel:
+        entry_id = gr.Textbox(label="Entry id", elem_id="lb-detail-id", max_lines=1)
+        detail = gr.Markdown(elem_id="lb-detail")
+    frame.select(shown_in_page(app.detail_from_row), None, [detail, panel], api_visibility="private")
+    blocks.load(app.detail_from_url, None, [detail, panel], api_visibility="private")
+    entry_id.submit(shown_in_page(app.detail), entry_id, detail, api_name="entry_detail")
     with gr.Accordion("Runner queue (verification and training jobs)", open=False):
         queue = gr.Dataframe(interactive=False)
         refresh = gr.Button("Refresh queue", size="sm")
@@ -336,8 +392,11 @@ def _leaderboard_tab(app: LeaderboardApp, blocks: gr.Blocks) -> None:
 
 def _compare_tab(app: LeaderboardApp, blocks: gr.Blocks) -> None:
     with gr.Row():
-        entries = gr.Dropdown(entry_choices(app.snapshot()), value=app.default_compare(), multiselect=True,
-                              allow_custom_value=True, label="Entries to compare", scale=4, elem_id="cmp-entries")
+        release = gr.Radio(list(RELEASES), value=DEFAULT_RELEASE, label="Dataset release (one at a time)", scale=1,
+                           elem_id="cmp-release")
+        entries = gr.Dropdown(entry_choices(app.snapshot(), DEFAULT_RELEASE), value=app.default_compare(),
+                              multiselect=True, allow_custom_value=True, label="Entries to compare", scale=4,
+                              elem_id="cmp-entries")
         metric = gr.Radio([(METRIC_LABELS[m], m) for m in METRIC_CHOICES], value="rank1", label="Metric", scale=1)
     with gr.Row():
         radar = gr.Plot(label="Six scenarios", show_label=False, elem_id="cmp-radar")
@@ -345,8 +404,10 @@ def _compare_tab(app: LeaderboardApp, blocks: gr.Blocks) -> None:
     with gr.Row():
         verified = gr.Plot(label="Reported vs verified", show_label=False, elem_id="cmp-verified")
         params = gr.Plot(label="Any-Time vs parameters", show_label=False, elem_id="cmp-params")
-    blocks.load(lambda: gr.update(choices=entry_choices(app.snapshot())), None, entries, api_visibility="private")
-    gr.on([blocks.load, entries.change, metric.change], shown_in_page(app.compare), [entries, metric],
+    blocks.load(lambda: gr.update(choices=entry_choices(app.snapshot(), DEFAULT_RELEASE)), None, entries,
+                api_visibility="private")
+    release.change(shown_in_page(app.compare_release), release, entries, api_visibility="private")
+    gr.on([blocks.load, entries.change, metric.change], shown_in_page(app.compare), [entries, metric, release],
           [radar, gap, verified, params], api_name="compare")
 
 
@@ -391,15 +452,17 @@ def _submit_tab(app: LeaderboardApp) -> None:
 
 def build_app(leaderboard_dir: str | os.PathLike, *, runner_dir: str | os.PathLike | None = None,
               demo_models: Mapping[str, str] | Sequence[str] | None = None, registry=None,
-              allow_local_paths: bool = False) -> gr.Blocks:
+              allow_local_paths: bool = False, source: str | None = None) -> gr.Blocks:
     """The leaderboard app over the registry at `leaderboard_dir` (its ``entries/`` folder).
 
     `runner_dir`: a verification runner's folder whose queue the Leaderboard tab shows.
     `demo_models`: extra models offered on the Demo tab, label -> package or run directory.
     `allow_local_paths`: let the Demo tab load any package or run folder on the server by path.
+    `source`: serve the board from a board dataset (a folder, or ``ORG/NAME@REVISION`` on the Hub) made by
+    ``atzoo leaderboard export-dataset`` instead of the registry folder.
     """
     app = LeaderboardApp(leaderboard_dir, runner_dir=runner_dir, demo_models=demo_models, registry=registry,
-                         allow_local_paths=allow_local_paths)
+                         allow_local_paths=allow_local_paths, source=source)
     with gr.Blocks(title="atzoo leaderboard: anytime person re-identification", fill_width=True) as blocks:
         gr.Markdown("# atzoo leaderboard\nAnytime person re-identification on AT-USTC: six scenarios, "
                     "Any-Time = their mean. Reported numbers, verified numbers and disclosures side by side.")
@@ -420,7 +483,7 @@ def build_app(leaderboard_dir: str | os.PathLike, *, runner_dir: str | os.PathLi
 
 def serve(leaderboard_dir: str | os.PathLike, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
           *, runner_dir: str | os.PathLike | None = None, demo_models: Mapping[str, str] | None = None,
-          allow_local_paths: bool | None = None, **launch_kwargs: Any) -> gr.Blocks:
+          allow_local_paths: bool | None = None, source: str | None = None, **launch_kwargs: Any) -> gr.Blocks:
     """Build the app and serve it (blocking unless ``prevent_thread_lock=True``); returns the Blocks.
 
     Local model paths on the Demo tab are allowed by default only when the app is private (served on
@@ -428,7 +491,7 @@ def serve(leaderboard_dir: str | os.PathLike, host: str = "127.0.0.1", port: int
     if allow_local_paths is None:
         allow_local_paths = host in ("127.0.0.1", "localhost", "::1") and not share
     blocks = build_app(leaderboard_dir, runner_dir=runner_dir, demo_models=demo_models,
-                       allow_local_paths=allow_local_paths)
+                       allow_local_paths=allow_local_paths, source=source)
     launch_kwargs.setdefault("max_file_size", MAX_UPLOAD)
     launch_kwargs.setdefault("show_error", True)
     blocks.queue(default_concurrency_limit=4)

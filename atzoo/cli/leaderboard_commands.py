@@ -194,6 +194,41 @@ def list_entries(release: str, metric: str, show_all: bool, as_json: bool, regis
     console().print(view)
 
 
+@leaderboard.command("show")
+@click.argument("entry_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the entry's detail as JSON.")
+@registry_option
+def show(entry_id: str, as_json: bool, registry_dir: Path | None) -> None:
+    """Everything about one entry: status and rank, weights pin, dataset, verification (who, when, versions,
+    device, signature), disclosures and notes, reported vs verified per scenario."""
+    from atzoo.leaderboard.detail import entry_detail
+    from atzoo.leaderboard.store import load_snapshot
+
+    with user_errors():
+        detail = entry_detail(load_snapshot(_registry(registry_dir)), entry_id)
+    if as_json:
+        click.echo(json.dumps(detail, indent=2))
+        return
+    _print_detail(detail)
+
+
+def _print_detail(detail: dict) -> None:
+    from rich.table import Table
+
+    from atzoo.leaderboard.detail import detail_markdown
+
+    text, _, _ = detail_markdown(detail).partition("\n| scenario |")
+    console().print(text.replace("**", ""))
+    table = Table(title="reported vs verified (%)")
+    for column in ("scenario", "metric", "reported", "verified", "verified - reported"):
+        table.add_column(column, justify="right" if column not in ("scenario", "metric") else "left")
+    for row in detail["scenarios"]:
+        cells = ["-" if row[k] is None else f"{row[k]:.2f}" for k in ("reported", "verified")]
+        table.add_row(row["scenario"], row["metric"], *cells,
+                      "-" if row["difference"] is None else f"{row['difference']:+.2f}")
+    console().print(table)
+
+
 @leaderboard.command("keygen")
 @click.option("--name", required=True, help="The verifier's name, as it will appear in verified blocks.")
 @click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -312,16 +347,33 @@ def schema(out: Path | None, registry_dir: Path | None) -> None:
               help="Offer a model package or run directory on the Demo tab (repeatable).")
 @click.option("--local-paths/--no-local-paths", default=None,
               help="Let Demo visitors load models by server path (default: only on 127.0.0.1 without --share).")
+@click.option("--source", metavar="DIR|ORG/NAME@REVISION", default=None,
+              help="Serve the board from a board dataset (`atzoo leaderboard export-dataset`) instead of the registry.")
 @registry_option
 def serve(host: str, port: int | None, share: bool, runner_dir: Path | None, models: tuple[str, ...],
-          local_paths: bool | None, registry_dir: Path | None) -> None:
-    """Start the leaderboard app (Gradio) on the registry."""
+          local_paths: bool | None, source: str | None, registry_dir: Path | None) -> None:
+    """Start the leaderboard app (Gradio) on the registry, or on a board dataset."""
     from atzoo.app.app import serve as serve_app
 
     with user_errors():
         demo_models = dict(_label_and_path(item) for item in models)
         serve_app(_registry(registry_dir), host=host, port=port, share=share, runner_dir=runner_dir,
-                  demo_models=demo_models, allow_local_paths=local_paths)
+                  demo_models=demo_models, allow_local_paths=local_paths, source=source)
+
+
+@leaderboard.command("export-dataset")
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@registry_option
+def export_dataset(out_dir: Path, registry_dir: Path | None) -> None:
+    """Write the board as a Hugging Face dataset (Parquet, one typed row per entry) into the new folder OUT_DIR."""
+    from atzoo.leaderboard.board_dataset import export_dataset as write_dataset
+    from atzoo.leaderboard.store import load_snapshot
+
+    with user_errors():
+        snapshot = load_snapshot(_registry(registry_dir))
+        out = write_dataset(snapshot, out_dir)
+    click.echo(f"Board dataset of {len(snapshot.entries)} entries written to {out}; load it with "
+               f"datasets.load_dataset({str(out)!r}) or serve it with `atzoo leaderboard serve --source {out}`")
 
 
 def _label_and_path(item: str) -> tuple[str, str]:

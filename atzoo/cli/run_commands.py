@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from atzoo.cli.output import print_metrics
+from atzoo.cli.output import print_metrics, user_errors
 from atzoo.config import parse_overrides
 
 DEFAULT_SYNTHETIC_ROOT = Path("data/synthetic-atustc")
@@ -49,12 +49,21 @@ def train(method: str, data_root: Path | None, out_dir: Path, settings: tuple[st
 @click.option("--data", "data_root", type=click.Path(path_type=Path),
               help="Dataset root (default: the one the run was trained on).")
 @click.option("--skip-bad-names", is_flag=True, help="Skip image files that do not follow the layout.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the results to this new file (default: metrics.json on the run's own data, "
+                   "metrics-<fingerprint>.json beside it on any other data).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate(run_dir: Path, data_root: Path | None, skip_bad_names: bool, as_json: bool) -> None:
-    """Evaluate the model of RUN_DIR on the six scenarios and the mixed test; writes metrics.json."""
-    from atzoo.runner import evaluate_run
+def evaluate(run_dir: Path, data_root: Path | None, skip_bad_names: bool, out: Path | None, as_json: bool) -> None:
+    """Evaluate the model of RUN_DIR on the six scenarios and the mixed test. Results on the run's own data
+    go to its metrics.json; results on any other data are written beside it, never over it."""
+    from atzoo.runner.distributed import is_main_process
+    from atzoo.runner.evaluation import evaluate_run_to
 
-    print_metrics(evaluate_run(run_dir, data_root, skip_bad_names=skip_bad_names), as_json)
+    with user_errors():
+        metrics, target = evaluate_run_to(run_dir, data_root, skip_bad_names=skip_bad_names, out=out)
+    if is_main_process():
+        print_metrics(metrics, as_json)
+        click.echo(f"Results written to {target}", err=True)
 
 
 @click.command()

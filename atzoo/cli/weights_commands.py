@@ -14,11 +14,13 @@ from atzoo.cli.output import console, user_errors
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option("--dataset-release", type=click.Choice(["403k", "135k"]),
-              help="AT-USTC release the run was trained on (required unless the data was synthetic).")
-@click.option("--license", "license_", default="apache-2.0", show_default=True,
-              help="Licence of the weights, for the model card.")
+              help="Check that the run's results are on this AT-USTC release (default: the release recorded "
+                   "with the results: 403k when the data has the official counts, else custom).")
+@click.option("--license", "license_", default=None,
+              help="Hub licence id of the weights (default: apache-2.0 for synthetic data; 'other' with the "
+                   "AT-USTC research-only terms otherwise, where only non-commercial licences are accepted).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT_DIR when it exists and is not empty.")
-def export(run_dir: Path, out_dir: Path, dataset_release: str | None, license_: str, overwrite: bool) -> None:
+def export(run_dir: Path, out_dir: Path, dataset_release: str | None, license_: str | None, overwrite: bool) -> None:
     """Write a model package of RUN_DIR to OUT_DIR: weights, config, aggregate results, model card."""
     from atzoo.package import export_run
 

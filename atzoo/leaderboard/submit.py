@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterator, Sequence
 
-from atzoo.errors import AtzooError, ChecksumError, HubError, LeaderboardError
+from atzoo.errors import AtzooError, ChecksumError, FormatError, HubError, LeaderboardError
 from atzoo.io import read_json_checked
-from atzoo.formats.entry import (METRICS, TASK_FAMILIES, Entry, entry_problems, metrics_from_fractions,
-                                      slugify)
+from atzoo.formats.entry import (METRICS, RANKED_RELEASES, TASK_FAMILIES, Entry, entry_problems,
+                                 metrics_from_fractions, slugify)
 from atzoo.leaderboard.store import Snapshot, duplicate_problems, load_snapshot, write_entry
 from atzoo.package import CONFIG, FORMAT, RESULTS, WEIGHTS, ModelPackage, read_package
 from atzoo.protocol import ANY_TIME, EVALUATOR_VERSION, SCENARIO_NAMES
@@ -247,7 +247,29 @@ def _release_problems(config: dict[str, Any], dataset_release: str | None, sourc
     if dataset_release is not None and release != dataset_release:
         return [f"{source / CONFIG}: the package was made for dataset release {release!r}, "
                 f"not {dataset_release!r}"]
+    if release not in RANKED_RELEASES:
+        return [f"{source / CONFIG}: dataset release {release!r} is not one the board ranks "
+                f"({', '.join(RANKED_RELEASES)}): results on a custom collection can be packaged and shared, "
+                f"but not submitted, since nobody else can verify them on the same data"]
     return []
+
+
+def provenance_problems(package: ModelPackage, weights_sha: str) -> list[str]:
+    """The results must say they were measured on these very weights, on the package's data."""
+    from atzoo.formats.metrics import read_results as read_results_file
+
+    path = package.path / RESULTS
+    try:
+        provenance = read_results_file(path).provenance
+    except FormatError as error:
+        return [f"{error} (export the run again with `atzoo export`: results carry their provenance)"]
+    problems = []
+    if provenance.weights_sha256 != weights_sha:
+        problems.append(f"{path}: provenance.weights_sha256 is {provenance.weights_sha256[:12]}..., but the "
+                        f"package's weights have {weights_sha[:12]}...: these results are not of these weights")
+    if provenance.dataset.fingerprint != package.config.get("dataset_fingerprint"):
+        problems.append(f"{path}: provenance.dataset.fingerprint differs from {CONFIG}'s dataset_fingerprint")
+    return problems
 
 
 def _model_problems(package: ModelPackage, registry) -> list[str]:
@@ -369,6 +391,8 @@ def prepare_submission(source_dir: str | os.PathLike, *, weights_ref: str | None
         problems += _release_problems(package.config, dataset_release, package.path)
         num_params = count_parameters(read_safetensors_header(package.weights))
         local_sha = sha256_file(package.weights)
+        if not problems:
+            problems += provenance_problems(package, local_sha)
         weights_shown = _weights_shown(source_dir, package)
         if sha256 is not None and sha256.lower() != local_sha:
             problems.append(f"weights: the hash does not match the weights: --sha256 is {sha256}, "

@@ -65,12 +65,12 @@ def check_fingerprint(data_root: Path, records, entry: Entry) -> None:
     """A synthetic entry is verified only on the synthetic dataset it was measured on (same preset
     and seed), as recorded at submission. An AT-USTC copy's fingerprint may legitimately differ from
     the submitter's (another copy of the release), so it is not compared."""
-    from atzoo.data.cache import dataset_fingerprint
+    from atzoo.runner.provenance import protocol_fingerprint
 
     expected = entry.dataset.fingerprint
     if entry.dataset.release != "synthetic" or expected is None:
         return
-    actual = dataset_fingerprint(records)
+    actual = protocol_fingerprint(records)
     if actual != expected:
         raise LeaderboardError(f"{data_root} is not the synthetic dataset entry {entry.id} was measured on "
                                f"(dataset fingerprint {actual[:12]}..., the entry records {expected[:12]}...); "

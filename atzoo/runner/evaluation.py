@@ -16,7 +16,9 @@ from atzoo.data.loaders import eval_loader
 from atzoo.data.sets import require_test_sets
 from atzoo.errors import AtzooError
 from atzoo.evaluation import evaluate_features
+from atzoo.formats.metrics import Results, results_from_evaluation, write_results
 from atzoo.runner import distributed
+from atzoo.runner.provenance import evaluation_provenance, protocol_fingerprint
 from atzoo.runner.recipe import ResolvedRecipe, build_model
 from atzoo.runner.rundir import METRICS, MODEL, RunDir, open_run_dir
 
@@ -79,9 +81,21 @@ def load_run_model(run: RunDir, registry, device: torch.device) -> tuple[torch.n
 
 
 def evaluate_run(run_dir: str | Path, data_root: str | Path | None = None, *, registry=None,
-                 progress: bool = True, skip_bad_names: bool = False) -> dict[str, Any]:
-    """Evaluate a finished run on `data_root` (default: the dataset it was trained on) and write
-    `metrics.json`."""
+                 progress: bool = True, skip_bad_names: bool = False, out: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a finished run on `data_root` (default: the dataset it was trained on) and write the
+    results with their provenance: see :func:`evaluate_run_to`, which also returns where."""
+    return evaluate_run_to(run_dir, data_root, registry=registry, progress=progress, skip_bad_names=skip_bad_names,
+                           out=out)[0]
+
+
+def evaluate_run_to(run_dir: str | Path, data_root: str | Path | None = None, *, registry=None,
+                    progress: bool = True, skip_bad_names: bool = False,
+                    out: str | Path | None = None) -> tuple[dict[str, Any], Path]:
+    """Evaluate a finished run and return (results, the file written).
+
+    The run's own ``metrics.json`` holds results on the data the run was trained on, and only those:
+    results on any other root go beside it, to ``metrics-<first 12 hex of the data's fingerprint>.json``
+    (or to `out`, a new file), so the package `atzoo export` makes never ships numbers from other data."""
     from atzoo.registry import load_registry
 
     run = open_run_dir(run_dir, need=("config.json", MODEL))
@@ -91,13 +105,36 @@ def evaluate_run(run_dir: str | Path, data_root: str | Path | None = None, *, re
         model, recipe = load_run_model(run, registry, context.device)
         root = Path(data_root or run.config["data_root"])
         records = parse_root(root, skip_bad_names=skip_bad_names)
+        target = _results_target(run, records, out)
         metrics = evaluate_model(model, records, recipe, context, progress=progress)
         if context.is_main:
-            run.write_json(METRICS, metrics)
+            results = measured_results(metrics, records, run.file(MODEL))
+            write_results(target, results)
+            metrics = results.to_json()
         distributed.barrier(context)
-        return metrics
+        return metrics, target
     finally:
         distributed.teardown(context)
+
+
+def measured_results(metrics: dict[str, Any], records: Records, weights: Path) -> Results:
+    """The evaluator's output on `records` for the weights file `weights`, with its provenance."""
+    return results_from_evaluation(metrics, evaluation_provenance(records, weights))
+
+
+def _results_target(run: RunDir, records: Records, out: str | Path | None) -> Path:
+    from atzoo.data.cache import dataset_fingerprint
+
+    if out is not None:
+        target = Path(out)
+        if target.exists():
+            raise AtzooError(f"--out {target} already exists; results are written to a new file")
+        if target.resolve() == run.file(METRICS).resolve():
+            raise AtzooError(f"--out {target} is the run's own {METRICS}, which holds results on its training data only")
+        return target
+    if dataset_fingerprint(records) == run.config.get("dataset_fingerprint"):
+        return run.file(METRICS)
+    return run.file(f"metrics-{protocol_fingerprint(records)[:12]}.json")
 
 
 def evaluate_initialisation(run_dir: str | Path, *, registry=None, progress: bool = True) -> dict[str, Any]:

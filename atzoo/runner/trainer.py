@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_model
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
@@ -23,12 +22,13 @@ from atzoo.data.cache import dataset_fingerprint
 from atzoo.data.loaders import train_loader, train_sampler
 from atzoo.data.sets import require_test_sets
 from atzoo.errors import AtzooError
-from atzoo.io import atomic_path
 from atzoo.protocol import PROTOCOL_VERSION
 from atzoo.runner import distributed
 from atzoo.runner.checkpoint import load_checkpoint, read_checkpoint_epoch, save_checkpoint
 from atzoo.runner.environment import describe_environment
-from atzoo.runner.evaluation import evaluate_model
+from atzoo.formats.canonical_weights import save_model_reproducibly
+from atzoo.formats.metrics import write_results
+from atzoo.runner.evaluation import evaluate_model, measured_results
 from atzoo.runner.objective import Objective
 from atzoo.runner.optim import build_optimizer, lr_factor, set_learning_rate
 from atzoo.runner.recipe import ResolvedRecipe, build_model, loss_context, resolve_recipe
@@ -77,8 +77,7 @@ def _autocast(recipe: ResolvedRecipe, device: torch.device):
 
 
 def _write_model(run: RunDir, model: torch.nn.Module, recipe: ResolvedRecipe) -> None:
-    with atomic_path(run.file(MODEL)) as tmp:
-        save_model(model, str(tmp), metadata={"format": MODEL_FORMAT, "method": recipe.method.qualified_name})
+    save_model_reproducibly(model, run.file(MODEL), {"format": MODEL_FORMAT, "method": recipe.method.qualified_name})
 
 
 def train(method: str, data_root: str | Path | None, out_dir: str | Path, overrides: dict[str, Any] | None = None,
@@ -198,6 +197,6 @@ def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records, train_
         _write_model(run, model, recipe)
     metrics = evaluate_model(model, records, recipe, context, progress=progress)
     if context.is_main:
-        run.write_json(METRICS, metrics)
+        write_results(run.file(METRICS), measured_results(metrics, records, run.file(MODEL)))
     distributed.barrier(context)
     return run
