@@ -123,7 +123,8 @@ def test_export_dataset_writes_typed_parquet_loadable_with_datasets(registry, tm
     result = CliRunner().invoke(cli, ["leaderboard", "export-dataset", str(tmp_path / "board"), "--dir",
                                       str(registry)])
     assert result.exit_code == 0, result.output
-    table = load_dataset(str(tmp_path / "board"), split="train")
+    table = load_dataset("parquet", data_files=str(tmp_path / "board" / "data" / "*.parquet"), split="train",
+                         download_mode="force_redownload")
     assert table.num_rows == len(load_snapshot(registry).entries) == 17
     assert table.features["rank"].dtype == "int32" and table.features["num_params"].dtype == "int64"
     assert table.features[metric_column("verified", "AD-LT", "mAP")].dtype == "float64"

@@ -216,12 +216,12 @@ class LeaderboardApp:
         rows = build_table(self.snapshot(), "rank1", Filters(release=release)).rows
         return [row["ID"] for row in rows[:COMPARE_DEFAULT]]
 
-    def compare_release(self, release: str):
+    def compare_release(self, release: str) -> dict[str, Any]:
         """Switching the release offers that release's entries only and selects its best ones."""
         release = release or DEFAULT_RELEASE
         return gr.update(choices=entry_choices(self.snapshot(), release), value=self.default_compare(release))
 
-    def compare(self, entry_ids: Sequence[str] | None, metric: str, release: str = DEFAULT_RELEASE):
+    def compare(self, entry_ids: Sequence[str] | None, metric: str, release: str = DEFAULT_RELEASE) -> tuple:
         """The four comparison figures for the selected entries, all of one release."""
         snapshot = self.snapshot()
         release = release or DEFAULT_RELEASE

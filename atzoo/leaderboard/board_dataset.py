@@ -6,7 +6,9 @@ default view, the verifier and signature, the weights pin, and every scenario's 
 reported and verified metrics. The entry's own JSON rides along in ``entry_json`` and the
 registry's ``verifiers.json`` beside the data, so an app serving the dataset
 (``atzoo leaderboard serve --source DIR|ORG/NAME@REVISION``) checks each signature again rather
-than trusting the table. ``datasets.load_dataset(OUT_DIR)`` loads it.
+than trusting the table. ``datasets.load_dataset("parquet", data_files="OUT_DIR/data/*.parquet")``
+loads it (the app reads the Parquet file directly, bypassing the datasets cache, which keys a local
+folder by its name).
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from typing import Any
 
 from atzoo.errors import FormatError, LeaderboardError
 from atzoo.formats.atomic import permissions_from_umask, write_text_atomic
-from atzoo.formats.entry import METRICS, Entry, parse_entry_text
+from atzoo.formats.entry import METRICS, Entry, Metrics, parse_entry_text
 from atzoo.formats.verifiers import VERIFIERS, VerifiersFile, read_verifiers_file, write_verifiers_file
 from atzoo.leaderboard.signing import signature_problem
 from atzoo.leaderboard.store import Snapshot
-from atzoo.leaderboard.table import (TIERS, UNRANKED, Filters, build_table, entry_status, entry_tier)
+from atzoo.leaderboard.table import TIERS, UNRANKED, Filters, build_table, entry_status, entry_tier
 from atzoo.protocol import ANY_TIME, SCENARIO_NAMES
 
 DATA_FILE = Path("data") / "board-00000-of-00001.parquet"
@@ -66,7 +68,7 @@ def _ranks(snapshot: Snapshot) -> dict[str, int | None]:
     return ranks
 
 
-def _scores(kind: str, metrics) -> dict[str, float | None]:
+def _scores(kind: str, metrics: Metrics | None) -> dict[str, float | None]:
     values: dict[str, float | None] = {}
     for scenario in SCORE_NAMES:
         for metric in METRICS:
@@ -168,7 +170,8 @@ def resolve_source(source: str, cache_dir: str | os.PathLike | None = None) -> P
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(repo, repo_type="dataset", revision=revision, cache_dir=cache_dir))
+        return Path(snapshot_download(repo, repo_type="dataset", revision=revision,
+                                      cache_dir=None if cache_dir is None else str(cache_dir)))
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as error:
         raise LeaderboardError(f"--source {source!r}: the dataset cannot be fetched ({error})") from None
 
@@ -176,7 +179,7 @@ def resolve_source(source: str, cache_dir: str | os.PathLike | None = None) -> P
 def load_board_dataset(folder: str | os.PathLike) -> Snapshot:
     """The board held by a dataset folder, every entry validated and its signature checked again
     against the dataset's own ``verifiers.json``."""
-    from datasets import load_dataset
+    import pyarrow.parquet as pq
 
     folder = Path(folder)
     data = folder / DATA_FILE
@@ -185,15 +188,16 @@ def load_board_dataset(folder: str | os.PathLike) -> Snapshot:
                                f"(write one with `atzoo leaderboard export-dataset`)")
     try:
         verifiers = read_verifiers_file(folder / VERIFIERS) if (folder / VERIFIERS).exists() else VerifiersFile()
-        table = load_dataset("parquet", data_files=str(data), split="train")
+        table = pq.read_table(str(data))
     except FormatError:
         raise
     except Exception as error:  # noqa: BLE001 - any reader failure means the folder is not a board dataset
         raise LeaderboardError(f"{data} cannot be read as a board dataset ({type(error).__name__}: {error})") from None
     if "entry_json" not in table.column_names or "format" not in table.column_names:
         raise LeaderboardError(f"{data} is not an atzoo board dataset: it lacks the entry_json and format columns")
-    entries, problems = [], {}
-    for row_number, row in enumerate(table):
+    entries: list[Entry] = []
+    problems: dict[str, list[str]] = {}
+    for row_number, row in enumerate(table.to_pylist()):
         name = f"row {row_number} ({row.get('id')})"
         if row["format"] != FORMAT_TAG:
             raise LeaderboardError(f"{data}: {name} has format {row['format']!r}; expected {FORMAT_TAG!r}")

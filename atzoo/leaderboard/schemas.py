@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from atzoo.formats.entry import SCHEMA_FILE, entry_json_schema
+from atzoo.formats.metrics import Results
 from atzoo.formats.verifiers import VerifiersFile
 
 
@@ -24,5 +25,8 @@ def registry_schemas() -> dict[str, dict[str, Any]]:
     return {
         SCHEMA_FILE: entry_json_schema(),
         "verifiers-v1.schema.json": model_json_schema(VerifiersFile, "verifiers-v1.schema.json",
-                                                      "atzoo leaderboard verifiers, format atzoo-verifiers-1"),
+                                                      "atzoo leaderboard verifiers, format version 1"),
+        "results-v1.schema.json": model_json_schema(Results, "results-v1.schema.json",
+                                                    "atzoo results (a run's metrics.json, a package's results.json), "
+                                                    "format version 1"),
     }

@@ -81,16 +81,17 @@ def load_run_model(run: RunDir, registry, device: torch.device) -> tuple[torch.n
 
 
 def evaluate_run(run_dir: str | Path, data_root: str | Path | None = None, *, registry=None,
-                 progress: bool = True, skip_bad_names: bool = False, out: str | Path | None = None) -> dict[str, Any]:
+                 progress: bool = True, skip_bad_names: bool = False,
+                 out: str | Path | None = None) -> dict[str, Any] | None:
     """Evaluate a finished run on `data_root` (default: the dataset it was trained on) and write the
-    results with their provenance: see :func:`evaluate_run_to`, which also returns where."""
+    results with their provenance (None on ranks other than 0): see :func:`evaluate_run_to`."""
     return evaluate_run_to(run_dir, data_root, registry=registry, progress=progress, skip_bad_names=skip_bad_names,
                            out=out)[0]
 
 
 def evaluate_run_to(run_dir: str | Path, data_root: str | Path | None = None, *, registry=None,
                     progress: bool = True, skip_bad_names: bool = False,
-                    out: str | Path | None = None) -> tuple[dict[str, Any], Path]:
+                    out: str | Path | None = None) -> tuple[dict[str, Any] | None, Path]:
     """Evaluate a finished run and return (results, the file written).
 
     The run's own ``metrics.json`` holds results on the data the run was trained on, and only those:
@@ -107,7 +108,7 @@ def evaluate_run_to(run_dir: str | Path, data_root: str | Path | None = None, *,
         records = parse_root(root, skip_bad_names=skip_bad_names)
         target = _results_target(run, records, out)
         metrics = evaluate_model(model, records, recipe, context, progress=progress)
-        if context.is_main:
+        if metrics is not None:
             results = measured_results(metrics, records, run.file(MODEL))
             write_results(target, results)
             metrics = results.to_json()
