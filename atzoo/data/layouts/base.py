@@ -158,7 +158,7 @@ def read_id_list(path: Path) -> list[int]:
     try:
         ids = [int(token) for token in first.split(",") if token.strip()]
     except ValueError:
-        raise DataError(f"{path}: expected person ids separated by commas on the first line, got {first[:60]!r}")
+        raise DataError(f"{path}: expected person ids separated by commas on the first line, got {first[:60]!r}") from None
     if not ids:
         raise DataError(f"{path} lists no person id")
     return ids
