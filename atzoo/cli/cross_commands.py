@@ -11,7 +11,7 @@ import click
 from atzoo.errors import AtzooError
 
 
-def _load_model(source: Path):
+def _load_model(source: Path) -> tuple[Any, Any, dict[str, Any], str, Path]:
     """(model, recipe, config, kind, weights path) of a run directory or a model package."""
     from atzoo.io import read_json_checked
     from atzoo.package import FORMAT, build_package_model, read_package

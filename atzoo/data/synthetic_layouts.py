@@ -154,10 +154,10 @@ def write_regdb(w: LayoutWriter) -> None:
         order = np.random.default_rng([w.config.seed, trial]).permutation(persons)
         half = len(order) // 2
         for part, chosen in (("train", sorted(order[:half])), ("test", sorted(order[half:]))):
-            for modality, folder in (("visible", "Visible"), ("thermal", "Thermal")):
-                w.text(f"idx/{part}_{modality}_{trial}.txt",
-                       [f"{path} {label}" for label, person in enumerate(chosen)
-                        for path in files[int(person), folder]])
+            for kind, folder in (("visible", "Visible"), ("thermal", "Thermal")):
+                w.text(f"idx/{part}_{kind}_{trial}.txt",
+                       [f"{path} {label}" for label, chosen_person in enumerate(chosen)
+                        for path in files[int(chosen_person), folder]])
 
 
 LLCM_VISIBLE_CAMERAS = (1, 2, 3, 4)

@@ -181,7 +181,7 @@ def read_list_file(path: Path) -> list[tuple[str, int]]:
 
 def existing_files(root: Path, folder: str) -> set[str]:
     """Every file under `root/folder`, as paths relative to `root` (one walk, for list checks)."""
-    found = set()
+    found: set[str] = set()
     base = root / folder
     for directory, _, files in os.walk(base):
         relative = Path(directory).relative_to(root).as_posix()
