@@ -224,14 +224,18 @@ def keygen(name: str, key_path: Path | None, registry_dir: Path | None) -> None:
 @click.option("--key", "key_path", envvar="ATZOO_VERIFIER_KEY", show_envvar=True,
               type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The verifier's private key (default: ~/.config/atzoo/keys/VERIFIER.pem).")
+@click.option("--cross", "cross", multiple=True, metavar="NAME=ROOT",
+              help="Also re-measure the entry's cross-dataset figures on this local public dataset (repeatable).")
 @registry_option
 def verify(entry: str, data_root: Path, tolerance: float | None, device: str | None, no_progress: bool,
-           verifier: str, key_path: Path | None, registry_dir: Path | None) -> None:
+           verifier: str, key_path: Path | None, cross: tuple[str, ...], registry_dir: Path | None) -> None:
     """Fetch the entry's exact weights, re-evaluate them on the local dataset, write the signed verified block."""
     from atzoo.leaderboard.signing import default_key_path, load_signer, private_key_warning
     from atzoo.leaderboard.verify import DEFAULT_TOLERANCE, verify_entry
+    from atzoo.runner.cross_evaluation import parse_cross_spec
 
     with user_errors():
+        cross_specs = [parse_cross_spec(spec) for spec in cross]
         path = _entry_file(registry_dir, entry)
         signer = load_signer(verifier, key_path)
         warning = private_key_warning(key_path or default_key_path(signer.name))
@@ -240,7 +244,7 @@ def verify(entry: str, data_root: Path, tolerance: float | None, device: str | N
         registry_root = registry_dir if registry_dir is not None or path.parent.name != "entries" else path.parent.parent
         result = verify_entry(path, data_root, signer=signer, registry_dir=_registry(registry_root),
                               tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance, device=device,
-                              progress=not no_progress)
+                              progress=not no_progress, cross=cross_specs)
     verified = result.verified
     difference = "-" if verified.max_difference is None else f"{verified.max_difference:.2f}"
     click.echo(f"{result.id}: {verified.status} (max difference {difference} points, tolerance "

@@ -299,7 +299,15 @@ class Entry(_Strict):
         return self.reported.any_time
 
     def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
+        """The entry as written to its file; the optional cross-dataset fields only when used, so
+        entries without them keep their exact bytes."""
+        data = self.model_dump(mode="json", by_alias=True)
+        if data["cross_dataset"] is None:
+            del data["cross_dataset"]
+        verified = data["verified"]
+        if verified is not None and verified["cross_dataset"] is None and not verified["cross_unavailable"]:
+            del verified["cross_dataset"], verified["cross_unavailable"]
+        return data
 
 
 def _location(loc: tuple[Any, ...]) -> str:

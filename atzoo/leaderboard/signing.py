@@ -167,7 +167,7 @@ def signed_content(entry: Entry, verified: Verified) -> dict[str, Any]:
         "verified": verified.model_dump(mode="json", by_alias=True,
                                         exclude={"signature"} | (set() if cross_measured else cross_fields)),
     }
-    if data["cross_dataset"] is not None:
+    if data.get("cross_dataset") is not None:
         content["reported_cross_dataset"] = data["cross_dataset"]
     return content
 

@@ -78,9 +78,11 @@ def provenance(target: CrossTarget) -> dict[str, Any]:
 
 def evaluate_model_cross(model: torch.nn.Module, recipe: ResolvedRecipe, targets: Sequence[CrossTarget], *,
                          heads: dict | None = None, seed: int = 0, trials: int | None = None,
-                         progress: bool = True) -> dict[str, Any]:
-    """Every target's settings with `model`, and the paper's average when its five datasets are there."""
-    context = distributed.setup()
+                         progress: bool = True, context: distributed.Context | None = None) -> dict[str, Any]:
+    """Every target's settings with `model`, and the paper's average when its five datasets are there.
+    `context`: where to embed (default: the torchrun environment, else this process's device)."""
+    own_context = context is None
+    context = context or distributed.setup()
     try:
         results: dict[str, dict[str, Any]] = {}
         for target in targets:
@@ -89,6 +91,7 @@ def evaluate_model_cross(model: torch.nn.Module, recipe: ResolvedRecipe, targets
             result.update(provenance(target))
             results[target.name] = result
     finally:
-        distributed.teardown(context)
+        if own_context:
+            distributed.teardown(context)
     return {"cross_protocol_version": CROSS_PROTOCOL_VERSION, "evaluator_version": EVALUATOR_VERSION,
             "datasets": results, "paper_average": paper_average(results)}
