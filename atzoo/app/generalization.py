@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import gradio as gr
 import numpy as np
@@ -69,7 +69,8 @@ def generalization_view(snapshot: Snapshot, metric: str, release: str) -> tuple[
     return generalization_table(snapshot, release), generalization_plot(figures, metric or "rank1"), summary
 
 
-def generalization_tab(snapshot_of, blocks: gr.Blocks, releases: Sequence[str], shown_in_page) -> None:
+def generalization_tab(snapshot_of: Callable[[], Snapshot], blocks: gr.Blocks, releases: Sequence[str],
+                       shown_in_page: Callable[[Callable], Callable]) -> None:
     """The tab's components and events; `snapshot_of()` reads the registry on every request."""
     gr.Markdown(INTRO)
     with gr.Row():
@@ -81,7 +82,7 @@ def generalization_tab(snapshot_of, blocks: gr.Blocks, releases: Sequence[str], 
     table = gr.Dataframe(interactive=False, wrap=True, elem_id="gen-table")
     plot = gr.Plot(show_label=False, elem_id="gen-plot")
 
-    def view(metric_value: str, release_value: str):
+    def view(metric_value: str, release_value: str) -> tuple[pd.DataFrame, Figure, str]:
         return generalization_view(snapshot_of(), metric_value, release_value)
 
     gr.on([blocks.load, metric.change, release.change], shown_in_page(view), [metric, release],
