@@ -182,3 +182,19 @@ def test_synth_layout_command_and_refusals(tmp_path):
     assert result.exit_code == 2 and "known:" in result.output and not (tmp_path / "nope").exists()
     result = runner.invoke(cli, ["synth", "--layout", "regdb", str(tmp_path / "regdb")])
     assert result.exit_code == 2 and "not empty" in result.output
+
+
+def test_the_upload_guard_stops_an_image_of_every_layout(roots, tmp_path):
+    from atzoo.errors import UploadBlockedError
+    from atzoo.hub import guard
+    from tests.packages import make_package
+
+    package = make_package(tmp_path)
+    guard(package)
+    for name, root in roots.items():
+        image = next(p for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES)
+        stray = package / image.name
+        shutil.copy(image, stray)
+        with pytest.raises(UploadBlockedError, match=image.name.replace(".", r"\.")):
+            guard(package)
+        stray.unlink()
