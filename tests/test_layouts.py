@@ -198,3 +198,10 @@ def test_the_upload_guard_stops_an_image_of_every_layout(roots, tmp_path):
         with pytest.raises(UploadBlockedError, match=image.name.replace(".", r"\.")):
             guard(package)
         stray.unlink()
+
+
+def test_summary_detects_a_public_layout_and_keeps_at_ustc_the_default(roots, tiny_synth_root):
+    result = CliRunner().invoke(cli, ["data", "summary", str(roots["prcc"]), "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["layout"] == "prcc"
+    result = CliRunner().invoke(cli, ["data", "summary", str(tiny_synth_root), "--json"])
+    assert result.exit_code == 0 and "release" in json.loads(result.output)

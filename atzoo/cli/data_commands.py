@@ -36,7 +36,8 @@ def data() -> None:
 @click.option("--skip-bad-names", is_flag=True, help="Skip image files whose names do not follow the layout.")
 @click.option("--layout", default=None, metavar="NAME",
               help="Read ROOT as a public layout (market1501, cuhk03, msmt17, sysu-mm01, regdb, llcm, prcc, ltcc, "
-                   "deepchange, vc-clothes), or 'detect' to recognise it; default: AT-USTC.")
+                   "deepchange, vc-clothes), or 'detect' to recognise it; default: the public layout ROOT "
+                   "plainly is, else AT-USTC.")
 def summary(root: Path, as_json: bool, skip_bad_names: bool, layout: str | None) -> None:
     """Statistics of every protocol set of ROOT and a guess of its release.
 
@@ -46,6 +47,11 @@ def summary(root: Path, as_json: bool, skip_bad_names: bool, layout: str | None)
     """
     from atzoo.data.layout import parse_root
 
+    if layout is None and root.is_dir():
+        from atzoo.data.layouts import matching_layouts
+
+        found = matching_layouts(root)
+        layout = found[0].name if len(found) == 1 else None
     if layout is not None and layout.lower() not in ("at-ustc", "atustc"):
         _layout_summary(root, None if layout.lower() == "detect" else layout, as_json)
         return

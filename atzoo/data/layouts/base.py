@@ -151,6 +151,24 @@ def check_range(value: int, low: int, high: int, what: str, where: Path) -> int:
     return value
 
 
+Labels = Callable[[re.Match[str], Path], "tuple[int, int, int] | None"]
+"""(person, camera, clothes) of an image from its name's match and its path; None skips the image."""
+
+
+def read_flat_folders(builder: DatasetBuilder, root: Path, folders: Iterable[tuple[str, str]],
+                      pattern: re.Pattern[str], hint: str, labels: Labels) -> None:
+    """Visible images lying directly in each (set name, folder) that `pattern` names, labelled by
+    `labels`: the layout of Market-1501, LTCC, DeepChange and VC-Clothes."""
+    for set_name, folder_name in folders:
+        folder = require_dir(root, folder_name, hint)
+        builder.declare(set_name)
+        for name in image_names(folder):
+            found = labels(match_name(pattern, name, folder, hint), folder / name)
+            if found is not None:
+                person, camera, clothes = found
+                builder.add(set_name, f"{folder_name}/{name}", person, camera, VISIBLE, clothes)
+
+
 def read_id_list(path: Path) -> list[int]:
     """Person ids written comma-separated on the first line (SYSU-MM01's and LLCM's id files)."""
     text = path.read_text(encoding="utf-8").strip()

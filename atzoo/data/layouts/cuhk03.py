@@ -14,8 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from atzoo.data.layouts.base import (VISIBLE, CrossDataset, DatasetBuilder, Layout, check_range, check_root,
-                                     image_names, match_name, require_dir)
+from atzoo.data.layouts.base import CrossDataset, DatasetBuilder, Layout, check_range, check_root, read_flat_folders
 from atzoo.data.layouts.market1501 import FOLDERS
 from atzoo.errors import DataError
 
@@ -30,22 +29,19 @@ def present_kinds(root: Path) -> list[str]:
     return [kind for kind in BOX_KINDS if (root / kind).is_dir()]
 
 
+def _labels(found: re.Match[str], path: Path) -> tuple[int, int, int]:
+    return (check_range(int(found.group(1)), 1, 1467, "person id", path),
+            check_range(int(found.group(2)), 1, 2, "camera", path), 0)
+
+
 def read(root: str | Path) -> CrossDataset:
     root = check_root(root)
     kinds = present_kinds(root)
     if not kinds:
         raise DataError(f"{root} has neither detected/ nor labeled/ ({HINT})")
     builder = DatasetBuilder(NAME, root)
-    for kind in kinds:
-        for set_name, folder_name in FOLDERS:
-            relative = f"{kind}/{folder_name}"
-            folder = require_dir(root, relative, HINT)
-            builder.declare(f"{kind}/{set_name}")
-            for name in image_names(folder):
-                found = match_name(PATTERN, name, folder, HINT)
-                person = check_range(int(found.group(1)), 1, 1467, "person id", folder / name)
-                camera = check_range(int(found.group(2)), 1, 2, "camera", folder / name)
-                builder.add(f"{kind}/{set_name}", f"{relative}/{name}", person, camera, VISIBLE)
+    folders = [(f"{kind}/{set_name}", f"{kind}/{folder_name}") for kind in kinds for set_name, folder_name in FOLDERS]
+    read_flat_folders(builder, root, folders, PATTERN, HINT, _labels)
     return builder.build(HINT)
 
 

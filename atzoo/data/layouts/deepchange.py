@@ -14,8 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from atzoo.data.layouts.base import (VISIBLE, CrossDataset, DatasetBuilder, Layout, check_range, check_root,
-                                     image_names, match_name, require_dir)
+from atzoo.data.layouts.base import CrossDataset, DatasetBuilder, Layout, check_range, check_root, read_flat_folders
 
 NAME = "deepchange"
 PATTERN = re.compile(r"^P(\d+)_C(\d+)_(\d{8})_(\d{6})_(\d+)(?:_bbox)?\.(?:jpg|jpeg|png)$", re.IGNORECASE)
@@ -29,15 +28,13 @@ def read(root: str | Path) -> CrossDataset:
     root = check_root(root)
     builder = DatasetBuilder(NAME, root)
     tracklets: dict[tuple[int, int], int] = {}
-    for set_name, folder_name in FOLDERS:
-        folder = require_dir(root, folder_name, HINT)
-        builder.declare(set_name)
-        for name in image_names(folder):
-            found = match_name(PATTERN, name, folder, HINT)
-            person = check_range(int(found.group(1)), 0, 1120, "person id", folder / name)
-            camera = check_range(int(found.group(2)), 1, 17, "camera", folder / name)
-            tracklet = tracklets.setdefault((int(found.group(3)), int(found.group(4))), len(tracklets) + 1)
-            builder.add(set_name, f"{folder_name}/{name}", person, camera, VISIBLE, tracklet)
+
+    def labels(found: re.Match[str], path: Path) -> tuple[int, int, int]:
+        tracklet = tracklets.setdefault((int(found.group(3)), int(found.group(4))), len(tracklets) + 1)
+        return (check_range(int(found.group(1)), 0, 1120, "person id", path),
+                check_range(int(found.group(2)), 1, 17, "camera", path), tracklet)
+
+    read_flat_folders(builder, root, FOLDERS, PATTERN, HINT, labels)
     return builder.build(HINT)
 
 

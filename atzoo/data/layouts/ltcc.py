@@ -13,8 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from atzoo.data.layouts.base import (VISIBLE, CrossDataset, DatasetBuilder, Layout, check_range, check_root,
-                                     image_names, match_name, require_dir)
+from atzoo.data.layouts.base import CrossDataset, DatasetBuilder, Layout, check_range, check_root, read_flat_folders
 
 NAME = "ltcc"
 PATTERN = re.compile(r"^(\d{3})_(\d+)_c(\d+)_(\d+)\.(?:png|jpg|jpeg)$", re.IGNORECASE)
@@ -22,18 +21,16 @@ HINT = "LTCC layout: train/, query/, test/ holding PPP_C_cCC_FFFFFF.png (person,
 FOLDERS = (("train", "train"), ("query", "query"), ("gallery", "test"))
 
 
+def _labels(found: re.Match[str], path: Path) -> tuple[int, int, int]:
+    return (check_range(int(found.group(1)), 0, 151, "person id", path),
+            check_range(int(found.group(3)), 1, 12, "camera", path),
+            check_range(int(found.group(2)), 1, 99, "clothes id", path))
+
+
 def read(root: str | Path) -> CrossDataset:
     root = check_root(root)
     builder = DatasetBuilder(NAME, root)
-    for set_name, folder_name in FOLDERS:
-        folder = require_dir(root, folder_name, HINT)
-        builder.declare(set_name)
-        for name in image_names(folder):
-            found = match_name(PATTERN, name, folder, HINT)
-            person = check_range(int(found.group(1)), 0, 151, "person id", folder / name)
-            clothes = check_range(int(found.group(2)), 1, 99, "clothes id", folder / name)
-            camera = check_range(int(found.group(3)), 1, 12, "camera", folder / name)
-            builder.add(set_name, f"{folder_name}/{name}", person, camera, VISIBLE, clothes)
+    read_flat_folders(builder, root, FOLDERS, PATTERN, HINT, _labels)
     return builder.build(HINT)
 
 

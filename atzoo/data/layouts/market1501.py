@@ -14,8 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from atzoo.data.layouts.base import (VISIBLE, CrossDataset, DatasetBuilder, Layout, check_range, check_root,
-                                     image_names, match_name, require_dir)
+from atzoo.data.layouts.base import CrossDataset, DatasetBuilder, Layout, check_range, check_root, read_flat_folders
 
 NAME = "market1501"
 PATTERN = re.compile(r"^(-1|\d{4})_c(\d)s(\d+)_(\d+)_(\d+)\.(?:jpg|jpeg|png)$", re.IGNORECASE)
@@ -31,18 +30,16 @@ def read_market_folders(builder: DatasetBuilder, root: Path, prefix: str, *, max
 
     Junk boxes (person -1) are dropped; distractors (person 0) are kept in the gallery only."""
     for set_name, folder_name in FOLDERS:
-        relative = f"{prefix}{folder_name}"
-        folder = require_dir(root, relative, hint)
-        builder.declare(prefix + set_name)
-        for name in image_names(folder):
-            found = match_name(PATTERN, name, folder, hint)
-            person, camera = int(found.group(1)), int(found.group(2))
+        lowest = DISTRACTOR if set_name == "gallery" else 1
+
+        def labels(found: re.Match[str], path: Path, lowest: int = lowest) -> tuple[int, int, int] | None:
+            person = int(found.group(1))
             if person == JUNK:
-                continue
-            lowest = DISTRACTOR if set_name == "gallery" else 1
-            check_range(person, lowest, max_person, "person id", folder / name)
-            check_range(camera, 1, max_camera, "camera", folder / name)
-            builder.add(prefix + set_name, f"{relative}/{name}", person, camera, VISIBLE)
+                return None
+            return (check_range(person, lowest, max_person, "person id", path),
+                    check_range(int(found.group(2)), 1, max_camera, "camera", path), 0)
+
+        read_flat_folders(builder, root, [(prefix + set_name, prefix + folder_name)], PATTERN, hint, labels)
 
 
 def read(root: str | Path) -> CrossDataset:

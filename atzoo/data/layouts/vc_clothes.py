@@ -12,8 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from atzoo.data.layouts.base import (VISIBLE, CrossDataset, DatasetBuilder, Layout, check_range, check_root,
-                                     image_names, match_name, require_dir)
+from atzoo.data.layouts.base import CrossDataset, DatasetBuilder, Layout, check_range, check_root, read_flat_folders
 
 NAME = "vc-clothes"
 PATTERN = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(\d+)\.(?:jpg|jpeg|png)$", re.IGNORECASE)
@@ -21,18 +20,16 @@ HINT = "VC-Clothes layout: train/, query/, gallery/ holding PPPP-CC-LL-NN.jpg (p
 FOLDERS = ("train", "query", "gallery")
 
 
+def _labels(found: re.Match[str], path: Path) -> tuple[int, int, int]:
+    return (check_range(int(found.group(1)), 1, 512, "person id", path),
+            check_range(int(found.group(2)), 1, 4, "camera", path),
+            check_range(int(found.group(3)), 1, 99, "clothes id", path))
+
+
 def read(root: str | Path) -> CrossDataset:
     root = check_root(root)
     builder = DatasetBuilder(NAME, root)
-    for folder_name in FOLDERS:
-        folder = require_dir(root, folder_name, HINT)
-        builder.declare(folder_name)
-        for name in image_names(folder):
-            found = match_name(PATTERN, name, folder, HINT)
-            person = check_range(int(found.group(1)), 1, 512, "person id", folder / name)
-            camera = check_range(int(found.group(2)), 1, 4, "camera", folder / name)
-            clothes = check_range(int(found.group(3)), 1, 99, "clothes id", folder / name)
-            builder.add(folder_name, f"{folder_name}/{name}", person, camera, VISIBLE, clothes)
+    read_flat_folders(builder, root, ((name, name) for name in FOLDERS), PATTERN, HINT, _labels)
     return builder.build(HINT)
 
 
