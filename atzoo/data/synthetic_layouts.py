@@ -175,7 +175,7 @@ def write_llcm(w: LayoutWriter) -> None:
     lists: dict[str, list[str]] = {"vis": [], "nir": []}
     for label, person in enumerate(TRAIN_PERSONS):
         for kind, modality in (("vis", VISIBLE), ("nir", INFRARED)):
-            paths = tuple(f"train_{kind}/cam1/{person:04d}/{person:04d}_c01_s{i}_{kind}.jpg" for i in range(2))
+            paths = tuple(f"{kind}/{person:04d}/{person:04d}_c01_s{i}_f{10 * i}_{kind}.jpg" for i in range(2))
             w.shot(Shot(person, 1, 1, modality, paths))
             lists[kind] += [f"{path} {label}" for path in paths]
     w.text("idx/train_vis.txt", lists["vis"])

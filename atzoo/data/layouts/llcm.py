@@ -5,7 +5,8 @@ LLCM/
   test_vis/cam1/0001/IMAGE.jpg ... cam9/     visible test images: camera / 4-digit person / image
   test_nir/cam1/... (no cam3)                near-infrared test images
   idx/test_id.txt                            test person ids, comma-separated
-  idx/train_vis.txt  idx/train_nir.txt       training lists, lines "RELATIVE/PATH LABEL"
+  vis/0001/0001_c01_s185535_f7010_vis.jpg    training images: person / person_camera_..., listed in
+  idx/train_vis.txt  idx/train_nir.txt       lines "vis/0001/0001_c01_... .jpg LABEL" (nir/ alike)
 ```
 Each camera records both modalities (visible by day, near-infrared at night), so a camera number
 names the same place in both; camera 3 has no near-infrared images.
@@ -25,9 +26,9 @@ NAME = "llcm"
 TEST_FOLDERS = (("test-visible", "test_vis", VISIBLE), ("test-infrared", "test_nir", INFRARED))
 CAMERA_FOLDER = re.compile(r"^cam(\d+)$")
 PERSON_FOLDER = re.compile(r"^\d{4}$")
-TRAIN_ENTRY = re.compile(r"^[^ ]*?(vis|nir)/cam(\d+)/(\d{4})/[^/]+\.(?:jpg|jpeg|png)$", re.IGNORECASE)
+TRAIN_ENTRY = re.compile(r"^(vis|nir)/(\d{4})/(\d{4})_c(\d+)_[^/]*\.(?:jpg|jpeg|png)$", re.IGNORECASE)
 HINT = ("LLCM layout: test_vis/camC/PPPP/*.jpg, test_nir/camC/PPPP/*.jpg, idx/test_id.txt, "
-        "idx/train_vis.txt and idx/train_nir.txt")
+        "idx/train_vis.txt and idx/train_nir.txt listing vis/PPPP/ and nir/PPPP/ images")
 
 
 def _read_train(root: Path, builder: DatasetBuilder) -> None:
@@ -40,13 +41,14 @@ def _read_train(root: Path, builder: DatasetBuilder) -> None:
         for number, (entry, _label) in enumerate(entries, start=1):
             where = Path(f"{list_path} line {number}")
             found = TRAIN_ENTRY.match(entry)
-            if found is None:
-                raise DataError(f"{where}: {entry!r} is not a vis/camC/PPPP/ or nir/camC/PPPP/ image ({HINT})")
+            if found is None or found.group(2) != found.group(3):
+                raise DataError(f"{where}: {entry!r} is not a vis/PPPP/PPPP_cCC_*.jpg or nir/PPPP/PPPP_cCC_*.jpg "
+                                f"image ({HINT})")
             if entry not in files:
                 raise DataError(f"{where}: {root / entry} does not exist")
             modality = VISIBLE if found.group(1).lower() == "vis" else INFRARED
-            camera = check_range(int(found.group(2)), 1, 9, "camera", where)
-            person = check_range(int(found.group(3)), 1, 1064, "person id", where)
+            person = check_range(int(found.group(2)), 1, 1064, "person id", where)
+            camera = check_range(int(found.group(4)), 1, 9, "camera", where)
             builder.add("train", entry, person, camera, modality)
 
 
