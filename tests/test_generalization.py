@@ -127,6 +127,14 @@ def test_verify_cross_refusals(cross_submission, tiny_synth_root, signer, tmp_pa
     other.write_text(json.dumps({**measured, "model": {**measured["model"], "weights_sha256": "0" * 64}}))
     with pytest.raises(LeaderboardError, match="measured with other weights"):
         entry_cross_dataset(other, measured["model"]["weights_sha256"])
+    tampered = json.loads(json.dumps(measured))
+    tampered["datasets"]["ltcc"]["headline"]["rank1"] = 1.5
+    other.write_text(json.dumps(tampered))
+    with pytest.raises(LeaderboardError, match=r"datasets\.ltcc\.headline\.rank1"):
+        entry_cross_dataset(other, measured["model"]["weights_sha256"])
+    other.write_text(json.dumps(measured)[:-1] + ', "format_version": 1}')
+    with pytest.raises(LeaderboardError, match="format_version"):
+        entry_cross_dataset(other, measured["model"]["weights_sha256"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -191,7 +191,7 @@ def test_the_upload_guard_stops_an_image_of_every_layout(roots, tmp_path):
 
     package = make_package(tmp_path)
     guard(package)
-    for name, root in roots.items():
+    for root in roots.values():
         image = next(p for p in sorted(root.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES)
         stray = package / image.name
         shutil.copy(image, stray)

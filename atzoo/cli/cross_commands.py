@@ -50,9 +50,10 @@ def run_cross(source: Path, specs: tuple[str, ...], *, trials: int | None, seed:
               as_json: bool) -> None:
     """Check every NAME=ROOT and the model, evaluate, write the results (run: cross_metrics.json
     in the run; `out` when given), print them."""
+    from atzoo.formats.cross_metrics import CROSS_METRICS, cross_metrics_model, write_cross_metrics
+    from atzoo.formats.model import model_data
     from atzoo.hub import sha256_file
-    from atzoo.io import write_json_atomic
-    from atzoo.runner.cross_evaluation import CROSS_METRICS, evaluate_model_cross, parse_cross_spec, read_targets
+    from atzoo.runner.cross_evaluation import evaluate_model_cross, parse_cross_spec, read_targets
 
     if trials is not None and trials < 1:
         raise AtzooError(f"--trials {trials}: expected at least 1 trial")
@@ -65,11 +66,12 @@ def run_cross(source: Path, specs: tuple[str, ...], *, trials: int | None, seed:
                                   progress=not as_json)
     result["model"] = {"source": str(source.resolve()), "kind": kind, "method": config.get("method"),
                        "weights_sha256": sha256_file(weights), "declared_heads": heads}
+    checked = cross_metrics_model(result)
     destination = out or (source / CROSS_METRICS if kind == "run" else None)
     if destination is not None:
-        write_json_atomic(destination, result)
+        write_cross_metrics(destination, checked)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(model_data(checked), indent=2))
     else:
         print_cross(result)
         click.echo(f"Results written to {destination}" if destination else

@@ -94,7 +94,7 @@ def submit(source: Path, weights_ref: str | None, push_to: str | None, sha256: s
 
 
 def _run_cross_results(source: Path) -> Path | None:
-    from atzoo.runner.cross_evaluation import CROSS_METRICS
+    from atzoo.formats.cross_metrics import CROSS_METRICS
 
     candidate = source / CROSS_METRICS
     return candidate if candidate.is_file() else None

@@ -85,28 +85,20 @@ def entry_cross_dataset(path: str | os.PathLike, sha256: str) -> dict[str, Any]:
     figure in percent. The file must have been measured with the weights being submitted (`sha256`)."""
     from pathlib import Path
 
-    from atzoo.io import read_json_checked
+    from atzoo.formats.cross_metrics import read_cross_metrics
 
     path = Path(path)
     if not path.is_file():
         raise LeaderboardError(f"{path}: no such file (write it with `atzoo evaluate RUN --cross NAME=ROOT ...`)")
-    data = read_json_checked(path, LeaderboardError)
-    model = data.get("model") if isinstance(data, dict) else None
-    datasets = data.get("datasets") if isinstance(data, dict) else None
-    if not isinstance(model, dict) or not isinstance(datasets, dict) or "cross_protocol_version" not in data:
-        raise LeaderboardError(f"{path} is not a cross-dataset results file written by `atzoo evaluate --cross`")
-    if model.get("weights_sha256") != sha256:
-        raise LeaderboardError(f"{path} was measured with other weights (sha256 {model.get('weights_sha256')}, "
+    try:
+        results = read_cross_metrics(path)
+    except AtzooError as error:
+        raise LeaderboardError(f"{error}") from None
+    if results.model.weights_sha256 != sha256:
+        raise LeaderboardError(f"{path} was measured with other weights (sha256 {results.model.weights_sha256}, "
                                f"the submitted weights have {sha256})")
-    figures: dict[str, Any] = {}
-    for name, result in datasets.items():
-        headline = result.get("headline") if isinstance(result, dict) else None
-        if not isinstance(headline, dict):
-            continue
-        try:
-            figures[name] = {metric: round(100.0 * float(headline[metric]), 2) for metric in METRICS}
-        except (KeyError, TypeError, ValueError):
-            raise LeaderboardError(f"{path}: dataset {name!r} has no complete headline figure") from None
+    figures = {name: {metric: round(100.0 * getattr(result.headline, metric), 2) for metric in METRICS}
+               for name, result in results.datasets.items() if result.headline is not None}
     if not figures:
         raise LeaderboardError(f"{path} holds no dataset's headline figure")
-    return {"protocol_version": str(data["cross_protocol_version"]), "datasets": figures}
+    return {"protocol_version": results.cross_protocol_version, "datasets": figures}

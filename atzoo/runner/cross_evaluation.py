@@ -24,7 +24,6 @@ from atzoo.runner import distributed
 from atzoo.runner.evaluation import extract_features
 from atzoo.runner.recipe import ResolvedRecipe
 
-CROSS_METRICS = "cross_metrics.json"
 
 
 @dataclass(frozen=True)
