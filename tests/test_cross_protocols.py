@@ -141,3 +141,22 @@ def test_a_setting_without_valid_queries_is_an_error():
     data = dataset("market1501", [(1, 1, 1, 0), (1, 1, 1, 0)], {"query": [0], "gallery": [1]})
     with pytest.raises(FeaturesError, match="no valid query"):
         evaluate_dataset(data, line_features([1.0, 0.5]))
+
+
+def test_ltcc_general_and_clothes_changing():
+    # query person 1 clothes 1 camera 1; gallery: same clothes camera 2 (best), other clothes camera 3, person 2
+    data = dataset("ltcc", [(1, 1, 1, 1), (1, 2, 1, 1), (1, 3, 1, 2), (2, 4, 1, 1)],
+                   {"query": [0], "gallery": [1, 2, 3]})
+    features = line_features([1.0, 0.9, 0.5, 0.7])
+    result = evaluate_dataset(data, features)["settings"]
+    assert result["general"]["rank1"] == 1.0 and result["general"]["mAP"] == pytest.approx((1 + 2 / 3) / 2)
+    assert result["clothes-changing"]["rank1"] == 0.0 and result["clothes-changing"]["mAP"] == pytest.approx(0.5)
+
+
+def test_llcm_drops_the_same_camera_in_the_other_modality_and_samples_single_shot():
+    # visible query person 1 camera 1; infrared gallery: person 1 camera 1 (dropped, best), camera 2, person 2
+    data = dataset("llcm", [(1, 1, 1, 0), (1, 1, 2, 0), (1, 2, 2, 0), (2, 1, 2, 0)],
+                   {"test-visible": [0], "test-infrared": [1, 2, 3]})
+    features = line_features([1.0, 0.99, 0.5, 0.8])
+    setting = evaluate_dataset(data, features, trials=2)["settings"]["visible-to-infrared"]
+    assert setting["rank1"] == 0.0 and setting["mAP"] == pytest.approx(0.5) and setting["trials"] == 2
