@@ -132,5 +132,9 @@ def test_unknown_dataset_and_bad_roots_stop_before_anything_is_written(trained_r
     assert result.exit_code == 2 and "at least 1" in result.output
     result = runner.invoke(cli, ["evaluate", str(trained_run), "--cross", "ltcc"])
     assert result.exit_code == 2 and "NAME=ROOT" in result.output
+    result = runner.invoke(cli, ["evaluate", str(trained_run), "--cross", f"ltcc={layout_roots['ltcc']}",
+                                 "--out", str(layout_roots["ltcc"] / "results.json")])
+    assert result.exit_code == 2 and "inside the dataset root" in result.output
+    assert not (layout_roots["ltcc"] / "results.json").exists()
     assert sorted(p.name for p in trained_run.iterdir()) == before
     assert "Traceback" not in result.output

@@ -38,6 +38,20 @@ def _registry():
     return load_registry()
 
 
+def _check_out(out: Path, source: Path, kind: str, roots: list[Path]) -> None:
+    """--out is a new or replaceable .json file, never inside a dataset root or a model package
+    (a package holds only its four files, so that it stays uploadable)."""
+    if out.suffix.lower() != ".json":
+        raise AtzooError(f"--out {out}: expected a .json file name")
+    if out.is_dir():
+        raise AtzooError(f"--out {out} is a folder; expected a .json file name")
+    resolved = out.resolve()
+    protected = [("dataset root", root) for root in roots] + ([("model package", source)] if kind == "package" else [])
+    for what, folder in protected:
+        if resolved.is_relative_to(folder.resolve()):
+            raise AtzooError(f"--out {out} is inside the {what} {folder}; write the results elsewhere")
+
+
 def _declared_heads(config: dict[str, Any]) -> dict | None:
     heads = config.get("cross_heads")
     if heads is not None and not isinstance(heads, dict):
@@ -61,6 +75,8 @@ def run_cross(source: Path, specs: tuple[str, ...], *, trials: int | None, seed:
         raise AtzooError(f"{source}: no such run directory or model package")
     targets = read_targets([parse_cross_spec(spec) for spec in specs], trials)
     model, recipe, config, kind, weights = _load_model(source)
+    if out is not None:
+        _check_out(out, source, kind, [target.root for target in targets])
     heads = _declared_heads(config)
     result = evaluate_model_cross(model, recipe, targets, heads=heads, seed=seed, trials=trials,
                                   progress=not as_json)
