@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from atzoo.formats.cross_metrics import FigureMetrics
 from atzoo.formats.entry import RELEASES, SHA256_PATTERN
 from atzoo.formats.jsonfile import write_json
 from atzoo.formats.model import FormatModel, read_model, validate_data
@@ -30,20 +31,12 @@ from atzoo.protocol import ANY_TIME, SCENARIO_NAMES
 METRIC_NAMES = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 ANY_TIME_TOLERANCE = 1e-6
 
-Fraction = Field(ge=0.0, le=1.0, strict=True, allow_inf_nan=False)
 
-
-class ScenarioResult(FormatModel):
+class ScenarioResult(FigureMetrics):
     """One scenario's (or group's) metrics as fractions, and its number of valid queries."""
 
     FORMAT_NAME = "scenario result"
 
-    rank1: float = Fraction
-    rank5: float = Fraction
-    rank10: float = Fraction
-    rank20: float = Fraction
-    mAP: float = Fraction
-    mINP: float = Fraction
     queries: int | None = Field(default=None, ge=0, strict=True)
 
     @model_validator(mode="after")
