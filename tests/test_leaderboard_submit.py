@@ -243,6 +243,11 @@ def test_the_entry_records_the_dataset_fingerprint(package):
     assert "provenance.dataset.fingerprint differs from config.json" in refusal(package)
 
 
+def test_results_without_any_time_are_refused_not_checked_less(package):
+    edit_results(package, lambda r: r.pop("Any-Time"))
+    assert "Any-Time is missing" in refusal(package)
+
+
 def test_results_of_other_weights_or_without_provenance_are_refused(package):
     edit_results(package, lambda r: r["provenance"].update(weights_sha256="0" * 64))
     assert "these results are not of these weights" in refusal(package)
