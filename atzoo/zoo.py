@@ -1,13 +1,21 @@
-"""The zoo: pretrained weights that plugins register, and `create_model` with timm-like tags.
+"""The zoo: pretrained weights that plugins register, the packages shipped with atzoo, and
+`create_model` with timm-like tags.
 
 ```python
-atzoo.create_model("uniat")                      # fresh model (random weights)
-atzoo.create_model("uniat", pretrained="403k")   # registered weights, checked by sha256
+atzoo.create_model("uniat")                                 # fresh model (random weights)
+atzoo.create_model("uniat", pretrained="403k")              # registered weights, checked by sha256
+atzoo.create_model("baseline", pretrained="synthetic-demo") # shipped with atzoo, no download
 ```
+
+The shipped package (`SYNTHETIC_DEMO`) was trained on the synthetic dataset only: it makes the
+demo and the examples work on a fresh install, offline, and is never an AT-USTC result.
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from atzoo.errors import AtzooError, PackageError
@@ -15,6 +23,82 @@ from atzoo.package import ANY_TIME
 from atzoo.protocol import SCENARIOS
 
 ZOO_METRICS = tuple(s.name for s in SCENARIOS) + (ANY_TIME,)
+SHIPPED_DIR = Path(__file__).resolve().parent / "zoo_packages"
+SYNTHETIC_RELEASE = "synthetic"
+
+
+@dataclass(frozen=True)
+class ShippedPackage:
+    """A model package that ships inside atzoo (package data): trained on synthetic data only."""
+
+    name: str
+    method: str
+    tag: str
+    folder: str
+    sha256: str
+    recipe_command: str
+    description: str
+
+    @property
+    def path(self) -> Path:
+        return SHIPPED_DIR / self.folder
+
+
+SYNTHETIC_DEMO = ShippedPackage(
+    name="baseline-synthetic-demo", method="builtins:baseline", tag="synthetic-demo",
+    folder="baseline-synthetic-demo",
+    sha256="7a0e7a76af1d958e82412ca96ea04389db0809cf78fed5fd4061d91782f54a5f",
+    recipe_command=("OMP_NUM_THREADS=2 atzoo synth data/synthetic-atustc --quiet && "
+                    "OMP_NUM_THREADS=2 atzoo train baseline --data data/synthetic-atustc --out runs/demo "
+                    "--set epochs=10 && atzoo export runs/demo atzoo/zoo_packages/baseline-synthetic-demo"),
+    description="baseline (tiny_cnn) trained 10 epochs on the default synthetic dataset: for the demo and "
+                "the examples; synthetic data only, not an AT-USTC result")
+"""The demo's default model. `recipe_command` reproduces its weights bit for bit (same torch, same
+kind of CPU, two threads): see docs/weights.md."""
+
+SHIPPED: tuple[ShippedPackage, ...] = (SYNTHETIC_DEMO,)
+
+
+def demo_package_path() -> Path:
+    """The folder of the shipped synthetic-data demo package (use with ``atzoo.load``)."""
+    return SYNTHETIC_DEMO.path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_shipped(package: ShippedPackage) -> Path:
+    """The package's folder, once its weights are checked against the recorded sha256."""
+    weights = package.path / "model.safetensors"
+    if not weights.is_file():
+        raise PackageError(f"the shipped package {package.name} is missing {weights}; reinstall atzoo")
+    actual = file_sha256(weights)
+    if actual != package.sha256:
+        raise PackageError(f"{weights} has sha256 {actual}, not the shipped {package.sha256}; reinstall atzoo")
+    return package.path
+
+
+def _shipped_row(package: ShippedPackage) -> dict[str, Any]:
+    from atzoo.io import read_json
+
+    results = read_json(package.path / "results.json")
+    return {
+        "name": package.name, "qualified_name": f"atzoo:{package.name}", "method": package.method.split(":")[-1],
+        "tag": package.tag, "repo_id": "", "revision": "", "filename": "model.safetensors",
+        "sha256": package.sha256, "license": "apache-2.0", "dataset_release": SYNTHETIC_RELEASE,
+        "plugin": "builtins", "distribution": "atzoo", "description": package.description,
+        "source": "shipped", "path": str(package.path),
+        "metrics": {name: dict(results[name]) for name in ZOO_METRICS if isinstance(results.get(name), dict)},
+    }
+
+
+def _shipped_for(method_qualified_name: str) -> dict[str, ShippedPackage]:
+    return {package.tag: package for package in SHIPPED if package.method == method_qualified_name}
 
 
 def _registry(registry):
@@ -24,16 +108,18 @@ def _registry(registry):
 
 
 def list_pretrained(registry=None) -> list[dict[str, Any]]:
-    """One row per registered PretrainedWeights: where it lives and its six-scenario metrics."""
+    """One row per shipped package and per registered PretrainedWeights: where it lives
+    (``source`` ``shipped`` with a ``path``, or ``hub`` with a repo and revision), its dataset
+    release (``synthetic`` for the shipped ones) and its six-scenario metrics."""
     registry = _registry(registry)
-    rows = []
+    rows = [_shipped_row(package) for package in SHIPPED]
     for entry in registry.entries("weights"):
         item = entry.item
         rows.append({
             "name": entry.name, "qualified_name": entry.qualified_name, "method": item.method, "tag": item.tag,
             "repo_id": item.repo_id, "revision": item.revision, "filename": item.filename, "sha256": item.sha256,
             "license": item.license, "dataset_release": item.dataset_release, "plugin": entry.plugin,
-            "distribution": entry.distribution, "description": item.description,
+            "distribution": entry.distribution, "description": item.description, "source": "hub", "path": "",
             "metrics": {name: dict(item.metrics[name]) for name in ZOO_METRICS
                         if isinstance(item.metrics.get(name), dict)},
         })
@@ -47,7 +133,8 @@ def pretrained_tags(method: str, registry=None) -> dict[str, Any]:
 
 
 def _pick_weights(method: str, pretrained: bool | str, registry) -> Any:
-    tags = pretrained_tags(method, registry)
+    tags: dict[str, Any] = {**_shipped_for(registry.get("methods", method).qualified_name),
+                            **pretrained_tags(method, registry)}
     if not tags:
         raise AtzooError(f"method {method!r} has no registered pretrained weights (see `atzoo zoo list`)")
     valid = ", ".join(sorted(tags))
@@ -70,7 +157,8 @@ def create_model(name: str, pretrained: bool | str = False, *, registry=None, nu
     ``pretrained=False`` builds it with fresh weights (`num_persons`/`num_clothes` size the
     classifiers, which only training uses; `overrides` as ``atzoo train --set``). A tag (or
     ``True`` when the method has one tag or a ``default`` one) downloads the registered weights at
-    their pinned revision, checks their sha256 and loads them strictly. A wrong tag is an error
+    their pinned revision, checks their sha256 and loads them strictly; a shipped package's tag
+    (``synthetic-demo``) loads it from atzoo's own files, with no download. A wrong tag is an error
     listing the valid ones.
     """
     from atzoo.hub import pull
@@ -84,6 +172,8 @@ def create_model(name: str, pretrained: bool | str = False, *, registry=None, nu
         recipe = resolve_recipe(method_entry.qualified_name, dict(overrides or {}), registry)
         return build_model(recipe, num_persons, num_clothes, registry).to(device)
     weights = _pick_weights(name, pretrained, registry)
+    if isinstance(weights, ShippedPackage):
+        return build_package_model(read_package(check_shipped(weights)), registry).to(device)
     pulled = pull(weights.repo_id, revision=weights.revision, sha256=weights.sha256, filename=weights.filename,
                   cache_dir=cache_dir, registry=registry)
     package = read_package(pulled.path)

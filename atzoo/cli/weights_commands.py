@@ -101,15 +101,11 @@ def zoo_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    if not rows:
-        click.echo("No pretrained weights are registered (plugins add them with the weights hook).")
-        return
     from rich.table import Table
 
-    table = Table(title="atzoo zoo", show_header=True)
-    table.add_column("weights", no_wrap=True)
-    for column in ("repo@revision", "release", "licence"):
-        table.add_column(column, overflow="fold")
+    table = Table(title="atzoo zoo (cells: Rank-1/mAP, %)", show_header=True)
+    for column in ("METHOD@TAG", "release"):
+        table.add_column(column, no_wrap=True)
     for column in ZOO_METRICS:
         table.add_column(column, no_wrap=True)
     for row in rows:
@@ -118,6 +114,13 @@ def zoo_list(as_json: bool) -> None:
             metrics = row["metrics"].get(name, {})
             cells.append(f"{100 * metrics['rank1']:.1f}/{100 * metrics['mAP']:.1f}"
                          if "rank1" in metrics and "mAP" in metrics else "-")
-        table.add_row(row["name"], f"{row['repo_id']}@{row['revision'][:12]}", row["dataset_release"] or "-",
-                      row["license"] or "-", *cells)
+        table.add_row(f"{row['method']}@{row['tag']}", row["dataset_release"] or "-", *cells)
     console().print(table)
+    for row in rows:
+        click.echo(f"{row['method']}@{row['tag']}: {_where(row)}; licence {row['license'] or '-'}")
+
+
+def _where(row: dict) -> str:
+    if row["source"] == "shipped":
+        return f"shipped with atzoo in {row['path']} (trained on synthetic data only, not an AT-USTC result)"
+    return f"{row['repo_id']}@{row['revision']}"

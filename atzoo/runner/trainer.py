@@ -34,6 +34,7 @@ from atzoo.runner.optim import build_optimizer, lr_factor, set_learning_rate
 from atzoo.runner.recipe import ResolvedRecipe, build_model, loss_context, resolve_recipe
 from atzoo.runner.rundir import (CHECKPOINT, DATASET, ENVIRONMENT, METRICS, MODEL, RunDir, new_run_dir,
                                  open_run_dir)
+from atzoo.weights_bytes import sort_metadata
 
 MODEL_FORMAT = "atzoo-model-1"
 
@@ -79,6 +80,7 @@ def _autocast(recipe: ResolvedRecipe, device: torch.device):
 def _write_model(run: RunDir, model: torch.nn.Module, recipe: ResolvedRecipe) -> None:
     with atomic_path(run.file(MODEL)) as tmp:
         save_model(model, str(tmp), metadata={"format": MODEL_FORMAT, "method": recipe.method.qualified_name})
+        sort_metadata(tmp)
 
 
 def train(method: str, data_root: str | Path | None, out_dir: str | Path, overrides: dict[str, Any] | None = None,
