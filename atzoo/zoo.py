@@ -48,9 +48,11 @@ SYNTHETIC_DEMO = ShippedPackage(
     name="baseline-synthetic-demo", method="builtins:baseline", tag="synthetic-demo",
     folder="baseline-synthetic-demo",
     sha256="7a0e7a76af1d958e82412ca96ea04389db0809cf78fed5fd4061d91782f54a5f",
-    recipe_command=("OMP_NUM_THREADS=2 atzoo synth data/synthetic-atustc --quiet && "
-                    "OMP_NUM_THREADS=2 atzoo train baseline --data data/synthetic-atustc --out runs/demo "
-                    "--set epochs=10 && atzoo export runs/demo atzoo/zoo_packages/baseline-synthetic-demo"),
+    recipe_command=("export OMP_NUM_THREADS=2\n"
+                    "atzoo synth data/synthetic-atustc --quiet\n"
+                    "atzoo train baseline --data data/synthetic-atustc --out runs/demo --set epochs=10\n"
+                    "atzoo export runs/demo packages/baseline-synthetic-demo\n"
+                    "sha256sum packages/baseline-synthetic-demo/model.safetensors"),
     description="baseline (tiny_cnn) trained 10 epochs on the default synthetic dataset: for the demo and "
                 "the examples; synthetic data only, not an AT-USTC result")
 """The demo's default model. `recipe_command` reproduces its weights bit for bit (same torch, same
@@ -133,16 +135,20 @@ def pretrained_tags(method: str, registry=None) -> dict[str, Any]:
 
 
 def _pick_weights(method: str, pretrained: bool | str, registry) -> Any:
-    tags: dict[str, Any] = {**_shipped_for(registry.get("methods", method).qualified_name),
-                            **pretrained_tags(method, registry)}
+    """The registered weights or shipped package of ``method`` that ``pretrained`` names. ``True``
+    prefers registered weights; a shipped (synthetic-data) package only when there is none."""
+    registered = pretrained_tags(method, registry)
+    shipped = _shipped_for(registry.get("methods", method).qualified_name)
+    tags: dict[str, Any] = {**shipped, **registered}
     if not tags:
         raise AtzooError(f"method {method!r} has no registered pretrained weights (see `atzoo zoo list`)")
     valid = ", ".join(sorted(tags))
     if pretrained is True:
-        if len(tags) == 1:
-            return next(iter(tags.values()))
-        if "default" in tags:
-            return tags["default"]
+        candidates = registered or shipped
+        if len(candidates) == 1:
+            return next(iter(candidates.values()))
+        if "default" in candidates:
+            return candidates["default"]
         raise AtzooError(f"method {method!r} has several pretrained tags; choose one: pretrained={valid}")
     if not isinstance(pretrained, str) or pretrained not in tags:
         raise AtzooError(f"unknown pretrained tag {pretrained!r} for method {method!r}; valid tags: {valid}")
