@@ -9,6 +9,8 @@ import click
 
 from atzoo.cli.output import console, user_errors
 
+MAX_NAMES_SHOWN = 20
+
 
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
@@ -71,7 +73,8 @@ def pull(ref: str, revision: str | None, sha256: str | None, as_json: bool) -> N
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def embed(model_ref: str, inputs: tuple[str, ...], out: Path, batch_size: int, device: str, no_progress: bool) -> None:
-    """Embed images with MODEL (a package folder or ORG/NAME[@REV]) into a features file."""
+    """Embed images with MODEL (a package folder, ORG/NAME[@REV] or a run folder of `atzoo train`)
+    into a features file."""
     from atzoo.embed import embed as embed_images
 
     with user_errors():
@@ -80,9 +83,18 @@ def embed(model_ref: str, inputs: tuple[str, ...], out: Path, batch_size: int, d
     click.echo(f"{result.count} embeddings {result.shape} written to {result.path}")
     if result.labelled:
         click.echo(f"Labels read from the AT-USTC names: evaluate with `atzoo eval-features {result.path}`")
+        return
+    names = [str(path) for path in result.unlabelled]
+    shown = "\n  ".join(names[:MAX_NAMES_SHOWN]) + (f"\n  ... and {len(names) - MAX_NAMES_SHOWN} more"
+                                                   if len(names) > MAX_NAMES_SHOWN else "")
+    click.echo(f"{len(names)} of {result.count} images do not follow the AT-USTC names "
+               f"(pNNN-dNN-cNN/camNN-fF-NNNN.jpg); their labels are -1:\n  {shown}")
+    labelled = result.count - len(names)
+    if labelled:
+        click.echo(f"The other {labelled} keep the labels read from their names. `atzoo eval-features` needs every "
+                   f"row labelled: embed only the AT-USTC-named images to evaluate them.")
     else:
-        click.echo("Labels are -1: the images do not follow AT-USTC names (pNNN-dNN-cNN/camNN-fF-NNNN.jpg), "
-                   "so `atzoo eval-features` cannot evaluate this file; `paths` identifies each row")
+        click.echo("`atzoo eval-features` cannot evaluate this file; `paths` identifies each row.")
 
 
 @click.group()
