@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -112,9 +113,25 @@ def train(method: str, data_root: str | Path | None, out_dir: str | Path, overri
             records, train_set = _records_and_sets(data_root, skip_bad_names)
             run = new_run_dir(out_dir) if context.is_main else RunDir(Path(out_dir))
         distributed.barrier(context)
-        return _train(run, recipe, data_root, records, train_set, registry, context, resume, progress)
+        try:
+            return _train(run, recipe, data_root, records, train_set, registry, context, resume, progress)
+        except AtzooError:
+            if not resume and context.is_main:
+                _remove_unstarted_run(run)
+            raise
     finally:
         distributed.teardown(context)
+
+
+UNSTARTED_RUN_FILES = frozenset({"config.json", DATASET, ENVIRONMENT})
+
+
+def _remove_unstarted_run(run: RunDir) -> None:
+    """A new run refused before its first step (its model cannot be built, say) leaves nothing
+    behind, so the same command can be retried; a folder holding anything else is kept."""
+    names = {entry.name for entry in run.path.iterdir()}
+    if names <= UNSTARTED_RUN_FILES:
+        shutil.rmtree(run.path, ignore_errors=True)
 
 
 def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records, train_set, registry,
