@@ -102,7 +102,7 @@ def embed_images(model, paths: Sequence[Path], input_size: tuple[int, int],
     transform = build_eval_transform(tuple(input_size), normalization)
     model = model.to(device).eval()
     chunks = []
-    with torch.no_grad(), tqdm(total=len(paths), desc="embed", unit="img", disable=not progress,
+    with torch.no_grad(), tqdm(total=len(paths), desc="embed", unit="img", disable=None if progress else True,
                                 leave=False, dynamic_ncols=True) as bar:
         for start in range(0, len(paths), batch_size):
             batch = torch.stack([transform(load_image(p)) for p in paths[start:start + batch_size]])

@@ -212,7 +212,9 @@ def verify(entry: str, data_root: Path, tolerance: float | None, device: str | N
     """Fetch the entry's exact weights, re-evaluate them on the local dataset, write the verified block."""
     from atzoo.leaderboard.verify import DEFAULT_TOLERANCE, verify_entry
 
-    with user_errors():
+    from atzoo.cli.output import elapsed
+
+    with elapsed("atzoo leaderboard verify"), user_errors():
         path = _entry_file(registry_dir, entry)
         result = verify_entry(path, data_root, tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
                               device=device, progress=not no_progress, verifier=verifier)

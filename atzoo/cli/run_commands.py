@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from atzoo.cli.output import print_metrics
+from atzoo.cli.output import echo_elapsed, elapsed, print_metrics
 from atzoo.config import parse_overrides
 
 DEFAULT_SYNTHETIC_ROOT = Path("data/synthetic-atustc")
@@ -35,6 +35,7 @@ def train(method: str, data_root: Path | None, out_dir: Path, settings: tuple[st
     from atzoo.runner.distributed import is_main_process
     from atzoo.runner.rundir import METRICS
 
+    started = time.perf_counter()
     run = run_training(method, data_root, out_dir, parse_overrides(settings), resume=resume,
                        skip_bad_names=skip_bad_names)
     metrics_file = run.file(METRICS)
@@ -42,6 +43,7 @@ def train(method: str, data_root: Path | None, out_dir: Path, settings: tuple[st
         print_metrics(json.loads(metrics_file.read_text()), as_json)
         if not as_json:
             click.echo(f"Run written to {run.path}")
+        echo_elapsed("atzoo train", started)
 
 
 @click.command()
@@ -54,7 +56,8 @@ def evaluate(run_dir: Path, data_root: Path | None, skip_bad_names: bool, as_jso
     """Evaluate the model of RUN_DIR on the six scenarios and the mixed test; writes metrics.json."""
     from atzoo.runner import evaluate_run
 
-    print_metrics(evaluate_run(run_dir, data_root, skip_bad_names=skip_bad_names), as_json)
+    with elapsed("atzoo evaluate"):
+        print_metrics(evaluate_run(run_dir, data_root, skip_bad_names=skip_bad_names), as_json)
 
 
 @click.command()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from atzoo.cli.output import console, user_errors
+from atzoo.cli.output import console, elapsed, user_errors
 
 MAX_NAMES_SHOWN = 20
 
@@ -77,7 +77,7 @@ def embed(model_ref: str, inputs: tuple[str, ...], out: Path, batch_size: int, d
     into a features file."""
     from atzoo.embed import embed as embed_images
 
-    with user_errors():
+    with elapsed("atzoo embed"), user_errors():
         result = embed_images(model_ref, inputs, out, batch_size=batch_size, device=device,
                               progress=not no_progress)
     click.echo(f"{result.count} embeddings {result.shape} written to {result.path}")

@@ -176,7 +176,8 @@ def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records, train_
         trained.train()
         sums: dict[str, float] = {}
         started = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (progress and context.is_main),
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}",
+                   disable=None if progress and context.is_main else True,
                    leave=False, dynamic_ncols=True)
         for batch in bar:
             set_learning_rate(optimizer, config.lr, lr_factor(step, total_steps, warmup_steps, config))
