@@ -61,6 +61,58 @@ kind of CPU, two threads): see docs/weights.md."""
 SHIPPED: tuple[ShippedPackage, ...] = (SYNTHETIC_DEMO,)
 
 
+QUICKSTART_RUN = Path("runs/quickstart")
+"""Where `atzoo quickstart` writes its run (a timestamped sibling when it exists)."""
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A model found on this machine: a package pulled into the Hub cache, or a finished run."""
+
+    label: str
+    path: Path
+
+
+def pulled_packages() -> list[LocalModel]:
+    """Model packages in the local Hugging Face Hub cache (`atzoo pull`), one per cached revision."""
+    from huggingface_hub import constants, scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    from atzoo.package import CONFIG, FORMAT, WEIGHTS
+    from atzoo.io import read_json
+
+    try:
+        cache = scan_cache_dir(constants.HF_HUB_CACHE)
+    except (CacheNotFound, OSError):
+        return []
+    found = []
+    for repo in sorted(cache.repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model":
+            continue
+        for revision in sorted(repo.revisions, key=lambda r: r.commit_hash):
+            folder = Path(revision.snapshot_path)
+            if not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
+                continue
+            try:
+                config = read_json(folder / CONFIG)
+            except (OSError, ValueError, RecursionError):
+                continue
+            if isinstance(config, dict) and config.get("format") == FORMAT:
+                found.append(LocalModel(f"pulled {repo.repo_id}@{revision.commit_hash[:12]}", folder))
+    return found
+
+
+def quickstart_run(base: Path | None = None) -> LocalModel | None:
+    """The newest finished run of `atzoo quickstart` under ``base`` (default: the working folder)."""
+    root = (base or Path.cwd()) / QUICKSTART_RUN
+    candidates = [root, *root.parent.glob(f"{root.name}-*")] if root.parent.is_dir() else []
+    finished = [path for path in candidates if (path / "model.safetensors").is_file() and (path / "config.json").is_file()]
+    if not finished:
+        return None
+    newest = max(finished, key=lambda path: (path / "model.safetensors").stat().st_mtime)
+    return LocalModel(f"quickstart run ({newest.name})", newest)
+
+
 def demo_package_path() -> Path:
     """The folder of the shipped synthetic-data demo package (use with ``atzoo.load``)."""
     return SYNTHETIC_DEMO.path

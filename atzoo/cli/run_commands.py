@@ -10,9 +10,10 @@ import click
 
 from atzoo.cli.output import echo_elapsed, elapsed, print_metrics
 from atzoo.config import parse_overrides
+from atzoo.zoo import QUICKSTART_RUN
 
 DEFAULT_SYNTHETIC_ROOT = Path("data/synthetic-atustc")
-DEFAULT_QUICKSTART_RUN = Path("runs/quickstart")
+DEFAULT_QUICKSTART_RUN = QUICKSTART_RUN
 
 
 @click.command()
