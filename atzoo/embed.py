@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -19,6 +20,9 @@ from atzoo.data.layout import FILE_PATTERN, FOLDER_PATTERN, IMAGE_EXTENSIONS
 from atzoo.errors import AtzooError
 from atzoo.io import atomic_path
 from atzoo.protocol import CAMERAS, FLAGS
+
+if TYPE_CHECKING:
+    from atzoo.registry import Registry
 
 UNLABELLED = -1
 
@@ -87,7 +91,7 @@ def labels_from_names(paths: Sequence[Path]) -> tuple[tuple[np.ndarray, ...], li
     return tuple(columns), unlabelled
 
 
-def embed_images(model, paths: Sequence[Path], input_size: tuple[int, int],
+def embed_images(model: Any, paths: Sequence[Path], input_size: tuple[int, int],
                  normalization: tuple[tuple[float, ...], tuple[float, ...]], *, batch_size: int = 64,
                  device: str = "cpu", progress: bool = True) -> np.ndarray:
     """Embeddings (N, D) or (N, 6, D), float32, of `paths` in order, with the eval transform."""
@@ -113,7 +117,7 @@ def embed_images(model, paths: Sequence[Path], input_size: tuple[int, int],
 
 def _write_with_unlabelled(out: Path, feats: np.ndarray, labels: tuple[np.ndarray, ...], paths: Sequence[Path]) -> None:
     """A features file with -1 labels on some rows: `save_features` rightly refuses those for evaluation."""
-    arrays = {"feats": feats, **dict(zip(("pid", "clothes", "camera", "flag"), labels)),
+    arrays: dict[str, Any] = {"feats": feats, **dict(zip(("pid", "clothes", "camera", "flag"), labels)),
               "paths": np.asarray([str(p) for p in paths])}
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as handle:
@@ -131,7 +135,8 @@ def _is_run_dir(path: Path) -> bool:
     return isinstance(config, dict) and config.get("format") == RUN_FORMAT
 
 
-def load_embedding_model(model_ref: str | os.PathLike, *, registry=None, device: str = "cpu") -> EmbeddingModel:
+def load_embedding_model(model_ref: str | os.PathLike, *, registry: Registry | None = None,
+                         device: str = "cpu") -> EmbeddingModel:
     """A model package (folder or Hub id) or a finished run folder (``atzoo train``), in eval mode."""
     from atzoo.package import load
 
@@ -145,14 +150,21 @@ def load_embedding_model(model_ref: str | os.PathLike, *, registry=None, device:
 
         run = open_run_dir(path, need=(MODEL,))
         model, recipe = load_run_model(run, registry or load_registry(), torch.device(device))
-        return EmbeddingModel(model, tuple(recipe.input_size), recipe.normalization)
+        return EmbeddingModel(model, _size(recipe.input_size), recipe.normalization)
     model = load(model_ref, registry=registry, device=device)
     config = model.atzoo_config
-    return EmbeddingModel(model, tuple(config["input_size"]), tuple(tuple(v) for v in config["normalization"]))
+    mean, std = config["normalization"]
+    return EmbeddingModel(model, _size(config["input_size"]), (tuple(mean), tuple(std)))
+
+
+def _size(values: Sequence[int]) -> tuple[int, int]:
+    height, width = values
+    return int(height), int(width)
 
 
 def embed(model_ref: str | os.PathLike, inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *,
-          batch_size: int = 64, device: str = "cpu", progress: bool = True, registry=None) -> EmbedResult:
+          batch_size: int = 64, device: str = "cpu", progress: bool = True,
+          registry: Registry | None = None) -> EmbedResult:
     """Embed images with a package (folder or Hub id) or a run folder and write a ``.npz`` features file."""
     from atzoo.evaluation.features_file import save_features
 
@@ -168,5 +180,6 @@ def embed(model_ref: str | os.PathLike, inputs: Iterable[str | os.PathLike], out
     if unlabelled:
         _write_with_unlabelled(out, feats, labels, paths)
     else:
-        save_features(out, feats, *labels, paths=[str(p) for p in paths])
+        pid, clothes, camera, flag = labels
+        save_features(out, feats, pid, clothes, camera, flag, paths=[str(p) for p in paths])
     return EmbedResult(out, len(paths), tuple(feats.shape), tuple(unlabelled))

@@ -16,11 +16,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atzoo.errors import AtzooError, PackageError
 from atzoo.package import ANY_TIME
 from atzoo.protocol import SCENARIOS
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from atzoo.registry import Registry
 
 ZOO_METRICS = tuple(s.name for s in SCENARIOS) + (ANY_TIME,)
 SHIPPED_DIR = Path(__file__).resolve().parent / "zoo_packages"
@@ -155,13 +160,13 @@ def _shipped_for(method_qualified_name: str) -> dict[str, ShippedPackage]:
     return {package.tag: package for package in SHIPPED if package.method == method_qualified_name}
 
 
-def _registry(registry):
+def _registry(registry: Registry | None) -> Registry:
     from atzoo.registry import load_registry
 
     return registry or load_registry()
 
 
-def list_pretrained(registry=None) -> list[dict[str, Any]]:
+def list_pretrained(registry: Registry | None = None) -> list[dict[str, Any]]:
     """One row per shipped package and per registered PretrainedWeights: where it lives
     (``source`` ``shipped`` with a ``path``, or ``hub`` with a repo and revision), its dataset
     release (``synthetic`` for the shipped ones) and its six-scenario metrics."""
@@ -180,13 +185,13 @@ def list_pretrained(registry=None) -> list[dict[str, Any]]:
     return rows
 
 
-def pretrained_tags(method: str, registry=None) -> dict[str, Any]:
+def pretrained_tags(method: str, registry: Registry | None = None) -> dict[str, Any]:
     """Tag -> PretrainedWeights of `method` (any name that resolves to it)."""
     registry = _registry(registry)
     return {entry.item.tag: entry.item for entry in registry.weights_for(method)}
 
 
-def _pick_weights(method: str, pretrained: bool | str, registry) -> Any:
+def _pick_weights(method: str, pretrained: bool | str, registry: Registry) -> Any:
     """The registered weights or shipped package of ``method`` that ``pretrained`` names. ``True``
     prefers registered weights; a shipped (synthetic-data) package only when there is none."""
     registered = pretrained_tags(method, registry)
@@ -207,9 +212,9 @@ def _pick_weights(method: str, pretrained: bool | str, registry) -> Any:
     return tags[pretrained]
 
 
-def create_model(name: str, pretrained: bool | str = False, *, registry=None, num_persons: int = 1,
-                 num_clothes: int = 1, overrides: dict[str, Any] | None = None, cache_dir: str | None = None,
-                 device: str = "cpu"):
+def create_model(name: str, pretrained: bool | str = False, *, registry: Registry | None = None,
+                 num_persons: int = 1, num_clothes: int = 1, overrides: dict[str, Any] | None = None,
+                 cache_dir: str | None = None, device: str = "cpu") -> nn.Module:
     """A method's model, like ``timm.create_model``.
 
     ``pretrained=False`` builds it with fresh weights (`num_persons`/`num_clothes` size the

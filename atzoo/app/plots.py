@@ -114,8 +114,8 @@ def gap_plot(entries: Sequence[Entry], metric: str = "rank1", colours: MethodCol
         bars = axes.barh(positions + (column - 0.5) * height, values[:, column], height, label=label)
         axes.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
     axes.set_yticks(positions, names)
-    for label in axes.get_yticklabels():
-        label.set_color(colours(label.get_text()))
+    for tick in axes.get_yticklabels():
+        tick.set_color(colours(tick.get_text()))
     axes.invert_yaxis()
     axes.axvline(0, color="0.3", linewidth=0.8)
     axes.set_xlabel(f"gap in {METRIC_LABELS[metric]} (percentage points, larger = bigger drop)")
