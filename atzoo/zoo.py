@@ -13,7 +13,6 @@ demo and the examples work on a fresh install, offline, and is never an AT-USTC 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,20 +122,14 @@ def demo_package_path() -> Path:
     return SYNTHETIC_DEMO.path
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_shipped(package: ShippedPackage) -> Path:
     """The package's folder, once its weights are checked against the recorded sha256."""
     weights = package.path / "model.safetensors"
     if not weights.is_file():
         raise PackageError(f"the shipped package {package.name} is missing {weights}; reinstall atzoo")
-    actual = file_sha256(weights)
+    from atzoo.hub import sha256_file
+
+    actual = sha256_file(weights)
     if actual != package.sha256:
         raise PackageError(f"{weights} has sha256 {actual}, not the shipped {package.sha256}; reinstall atzoo")
     return package.path

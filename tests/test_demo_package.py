@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from atzoo.io import read_json
-from atzoo.zoo import SHIPPED, SYNTHETIC_DEMO, file_sha256
+from atzoo.hub import sha256_file
+from atzoo.zoo import SHIPPED, SYNTHETIC_DEMO
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ("--set", "epochs=1", "--set", "iters_per_epoch=2", "--set", "num_persons=4", "--set", "image_size=[64,32]")
@@ -51,7 +52,7 @@ def test_the_command_gives_the_same_bytes_in_two_processes(tmp_path):
     for name in ("first", "second"):
         atzoo("train", "baseline", "--data", "data", "--out", f"runs/{name}", *SMALL, cwd=tmp_path)
         atzoo("export", f"runs/{name}", f"packages/{name}", cwd=tmp_path)
-        hashes.append(file_sha256(tmp_path / "packages" / name / "model.safetensors"))
+        hashes.append(sha256_file(tmp_path / "packages" / name / "model.safetensors"))
     assert hashes[0] == hashes[1]
 
 
