@@ -134,10 +134,12 @@ def test_export_twice_and_resume_three_times_give_one_sha256(trained, tmp_path, 
 def test_the_same_tensors_give_the_same_bytes_in_fresh_processes(tmp_path):
     code = """
 import sys, torch
-from atzoo.formats.canonical_weights import save_model_reproducibly
+from safetensors.torch import save_model
+from atzoo.weights_bytes import sort_metadata
 torch.manual_seed(0)
-save_model_reproducibly(torch.nn.Linear(4, 3), sys.argv[1],
-                        {"format": "atzoo-model-1", "method": "builtins:baseline", "epoch": "3", "z": "1"})
+save_model(torch.nn.Linear(4, 3), sys.argv[1],
+           metadata={"format": "atzoo-model-1", "method": "builtins:baseline", "epoch": "3", "z": "1"})
+sort_metadata(sys.argv[1])
 """
     hashes = set()
     for index in range(4):

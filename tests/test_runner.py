@@ -62,7 +62,7 @@ def test_training_writes_a_complete_run_directory(trained_run):
 
 def test_training_prints_and_stores_the_six_scenarios(trained_run):
     out, result = trained_run
-    printed = json.loads(result.output[result.output.index("{"):])
+    printed = json.loads(result.stdout[result.stdout.index("{"):])
     stored = json.loads((out / "metrics.json").read_text())
     assert printed == stored
     for name in SCENARIO_NAMES:
