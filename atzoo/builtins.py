@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from atzoo.plugin import Backbone, Loss, LossContext, LossTerm, Method, hookimpl
+from atzoo.plugin import Backbone, Loss, LossContext, LossTerm, MethodRecipe, hookimpl
 
 
 def tiny_cnn(embed_dim: int = 128, width: int = 32, stripes: int = 4) -> Any:
@@ -96,7 +96,7 @@ def atzoo_register_losses(register) -> None:
 
 @hookimpl
 def atzoo_register_methods(register) -> None:
-    register(Method(
+    register(MethodRecipe(
         name="baseline", backbone="builtins:tiny_cnn",
         losses=(LossTerm("builtins:cross_entropy"), LossTerm("builtins:triplet")),
         heads=("person",), neck="bnneck", train=dict(BASELINE_TRAIN), task_family="baseline",

@@ -98,7 +98,7 @@ def embed(model_ref: str | os.PathLike, inputs: Iterable[str | os.PathLike], out
           batch_size: int = 64, device: str = "cpu", progress: bool = True, registry=None) -> EmbedResult:
     """Embed images with a package (folder or Hub id) and write a ``.npz`` features file."""
     from atzoo.evaluation.features_file import save_features
-    from atzoo.package import load
+    from atzoo.hub import load
 
     out = Path(out)
     if out.suffix != ".npz":

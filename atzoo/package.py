@@ -26,16 +26,12 @@ from atzoo.errors import AtzooError, FormatError, PackageError
 from atzoo.formats import (checked, json_type_name, model_data, permissions_from_umask, read_json, show_value, validate_data,
                            write_json, write_text_atomic)
 from atzoo.formats.card import CardMetadata, render_card_metadata
-from atzoo.formats.packageconfig import PackageConfig, read_package_config, write_package_config
+from atzoo.formats.packageconfig import (CARD, CONFIG, PACKAGE_FILES, RESULTS, WEIGHTS, PackageConfig,
+                                        read_package_config, write_package_config)
 from atzoo.formats.recipe import Provider
 from atzoo.formats.runconfig import RunConfig
 from atzoo.protocol import PROTOCOL_VERSION, SCENARIOS
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-RESULTS = "results.json"
-CARD = "README.md"
-PACKAGE_FILES = (WEIGHTS, CONFIG, RESULTS, CARD)
 FORMAT = "atzoo-model-1"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 DATASET_RELEASES = ("403k", "135k", "synthetic")
@@ -226,7 +222,7 @@ losses: {losses}. The package holds weights and aggregate metrics only; no image
 """
 
 
-def _check_weights_readable(path: Path) -> None:
+def check_weights_readable(path: Path) -> None:
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -261,7 +257,7 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, datase
     Everything is written into a temporary sibling folder, checked by the upload guard, and only
     then renamed to `out_dir`, so a failure never leaves a half-written or mixed package.
     """
-    from atzoo.hub import guard
+    from atzoo.upload_guard import guard
     from atzoo.runner.rundir import METRICS_FILE, MODEL, open_run_dir
 
     run = open_run_dir(run_dir, need=("config.json", MODEL))
@@ -271,7 +267,7 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, datase
     _prepare_out_dir(out, overwrite)
     run_config = run.read_config()
     release = dataset_release_of(run_config.data_root, dataset_release)
-    _check_weights_readable(run.file(MODEL))
+    check_weights_readable(run.file(MODEL))
     config = package_config(run_config, release)
     results = aggregate_metrics(read_json(run.file(METRICS_FILE)), str(run.file(METRICS_FILE)))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -293,7 +289,7 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, datase
 # loading
 
 
-def _refuse_pickle(path: Path) -> None:
+def refuse_pickle(path: Path) -> None:
     raise PackageError(f"{path} is a pickle file ({path.suffix}); atzoo never unpickles weights, because "
                        f"loading a pickle can run arbitrary code. Convert it to safetensors "
                        f"(safetensors.torch.save_model) and export a package with `atzoo export`")
@@ -304,7 +300,7 @@ def read_package(path: str | os.PathLike) -> ModelPackage:
     path = Path(path)
     if path.is_file():
         if path.suffix.lower() in PICKLE_SUFFIXES:
-            _refuse_pickle(path)
+            refuse_pickle(path)
         if path.name != WEIGHTS:
             raise PackageError(f"{path} is not a model package: expected a folder with {WEIGHTS} and {CONFIG}")
         path = path.parent
@@ -313,7 +309,7 @@ def read_package(path: str | os.PathLike) -> ModelPackage:
     if not (path / WEIGHTS).is_file():
         pickles = sorted(p for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
         if pickles:
-            _refuse_pickle(pickles[0])
+            refuse_pickle(pickles[0])
         raise PackageError(f"{path} has no {WEIGHTS}; a model package holds {', '.join(PACKAGE_FILES)}")
     if not (path / CONFIG).is_file():
         raise PackageError(f"{path} has no {CONFIG}; without it the model cannot be rebuilt")
@@ -361,24 +357,3 @@ def build_package_model(package: ModelPackage, registry=None):
     model.eval()
     model.atzoo_config = config
     return model
-
-
-def load(path_or_id: str | os.PathLike, *, revision: str | None = None, sha256: str | None = None,
-         registry=None, device: str = "cpu"):
-    """A model from a local package folder or a Hub repo id (``ORG/NAME[@REVISION]``), in eval mode.
-
-    A Hub id is downloaded with its revision pinned (or read from the local cache offline) and its
-    weights checked against ``sha256`` or the zoo's registered checksum.
-    """
-    local = Path(path_or_id)
-    if local.exists():
-        package = read_package(local)
-    elif local.suffix.lower() in PICKLE_SUFFIXES:
-        _refuse_pickle(local)
-    elif local.is_absolute() or str(path_or_id).startswith((".", "~")) or len(local.parts) > 2:
-        raise PackageError(f"{path_or_id}: no such model package folder (and it is not a Hub id ORG/NAME)")
-    else:
-        from atzoo.hub import pull
-
-        package = read_package(pull(str(path_or_id), revision=revision, sha256=sha256, registry=registry).path)
-    return build_package_model(package, registry).to(device)

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from safetensors.torch import save_file
 
 from atzoo.errors import AtzooError, FormatError, PackageError
-from atzoo.package import (CARD, CONFIG, RESULTS, WEIGHTS, aggregate_metrics, export_run, load, read_package,
-                           requirement)
+from atzoo.hub import load
+from atzoo.package import CARD, CONFIG, RESULTS, WEIGHTS, aggregate_metrics, export_run, read_package, requirement
 from tests.packages import SCENARIO_NAMES, TINY_OVERRIDES, fake_metrics, make_package, make_run_dir
 
 def test_export_writes_exactly_the_four_files_with_rebuild_config(tmp_path):

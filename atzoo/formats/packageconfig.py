@@ -13,6 +13,13 @@ from atzoo.formats.recipe import (EmbedDim, HeadTarget, InputSize, Neck, Normali
                                   ResolvedRecipe, ShortText)
 from atzoo.formats.runconfig import ClothesCount, PersonCount, ProtocolVersion
 
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+RESULTS = "results.json"
+CARD = "README.md"
+PACKAGE_FILES = (WEIGHTS, CONFIG, RESULTS, CARD)
+"""The files of a model package folder, and nothing else."""
+
 DatasetRelease = Literal["403k", "135k", "synthetic"]
 Fingerprint = Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$", description="sha256, or empty when unknown")]
 

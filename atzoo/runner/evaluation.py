@@ -16,17 +16,15 @@ from atzoo.data.loaders import eval_loader
 from atzoo.data.sets import require_test_sets
 from atzoo.errors import AtzooError
 from atzoo.evaluation import evaluate_features
+from atzoo.protocol import SCENARIO_FLAGS
 from atzoo.runner import distributed
 from atzoo.runner.recipe import ResolvedRecipe, build_model
 from atzoo.runner.rundir import METRICS_FILE, MODEL, RunDir, open_run_dir
 
-TEST_FLAGS = (2, 3, 4, 5, 6, 7, 8, 9)
-
-
 def protocol_test_records(records: Records) -> Records:
     """The images some scenario uses: query and gallery flags 2-9 (flag 10 is used by none)."""
     require_test_sets(records)
-    return records.with_flags(TEST_FLAGS)
+    return records.with_flags(SCENARIO_FLAGS)
 
 
 @torch.no_grad()
