@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 
 from atzoo.cli.output import console, user_errors
-from atzoo.formats.entry import RELEASES, TASK_FAMILIES
+from atzoo.leaderboard.submit_options import REGISTRY_HELP, submit_parameters
+from atzoo.formats.entry import RELEASES
 
 
 def registry_option(function):
-    option = click.option("--dir", "registry_dir", type=click.Path(path_type=Path), default=None,
-                          help="The leaderboard registry (default: $ATZOO_LEADERBOARD_DIR, else ./leaderboard).")
+    option = click.option("--dir", "registry_dir", type=click.Path(path_type=Path), default=None, help=REGISTRY_HELP)
     return option(function)
 
 
@@ -31,31 +31,7 @@ def _entry_file(registry_dir: Path | None, entry: str) -> Path:
     return path if path.is_file() else registered_entry_path(_registry(registry_dir), entry)
 
 
-@click.command()
-@click.argument("source", type=click.Path(path_type=Path), metavar="RUN_OR_EXPORT_DIR")
-@click.option("--weights-repo", "weights_ref", metavar="ORG/NAME@COMMIT",
-              help="Where the weights are on the Hub, pinned to a 40-hex commit (`atzoo push` prints it).")
-@click.option("--push", "push_to", metavar="ORG/NAME[@BRANCH]",
-              help="Instead of --weights-repo: once every check passes, upload the weights (guarded, as "
-                   "`atzoo push`) and pin the commit that creates.")
-@click.option("--sha256", help="Expected sha256 of model.safetensors; refused when the local file differs.")
-@click.option("--submitter", required=True, help="Who submits (name, GitHub handle or e-mail).")
-@click.option("--pretraining", required=True, help="Pretraining of the backbone, e.g. ImageNet-1k, CLIP, none.")
-@click.option("--id", "entry_id", help="Entry id (default: method slug + first 8 hex of the weights' sha256).")
-@click.option("--name", help="Method name shown on the board (default: the registered method's name).")
-@click.option("--task-family", type=click.Choice(TASK_FAMILIES), default="other", show_default=True)
-@click.option("--paper", help="Link to the paper (http/https).")
-@click.option("--code", help="Link to the code (http/https).")
-@click.option("--extra-training-data", multiple=True, metavar="NAME",
-              help="Training data beyond AT-USTC's training split. Repeatable.")
-@click.option("--re-ranking", is_flag=True, help="The reported numbers use re-ranking.")
-@click.option("--tta", multiple=True, metavar="KIND", help="Test-time augmentation used, e.g. flip. Repeatable.")
-@click.option("--query-expansion", is_flag=True, help="The reported numbers use query expansion.")
-@click.option("--notes", default="", help="Anything else a reader should know about the numbers.")
-@click.option("--dataset-release", type=click.Choice(RELEASES),
-              help="AT-USTC release (needed for a run dir trained on AT-USTC; checked for a package).")
-@click.option("--dry-run", is_flag=True, help="Check everything and print the entry; write nothing.")
-@registry_option
+@click.command(params=submit_parameters())
 def submit(source: Path, weights_ref: str | None, push_to: str | None, sha256: str | None, submitter: str,
            pretraining: str,
            entry_id: str | None, name: str | None, task_family: str, paper: str | None, code: str | None,
