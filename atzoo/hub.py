@@ -1,4 +1,4 @@
-"""Weights on the Hugging Face Hub: push through the upload guard (`atzoo.upload_guard`), pull with a
+"""Weights on the Hugging Face Hub: push through the upload guard (`atzoo.uploadguard`), pull with a
 pinned revision and a checked sha256, offline from the local cache when ``HF_HUB_OFFLINE=1``; and
 `load`, a model from a package folder or a Hub id.
 """
@@ -16,7 +16,7 @@ from typing import Any
 from atzoo.errors import ChecksumError, HubError, PackageError
 from atzoo.package import (CARD, CONFIG, PICKLE_SUFFIXES, RESULTS, WEIGHTS, build_package_model, check_weights_readable,
                            read_package, refuse_pickle)
-from atzoo.upload_guard import ALLOWED_FILES, Offender, guard, scan_folder
+from atzoo.uploadguard import ALLOWED_FILES, Offender, guard, scan_folder
 
 __all__ = ["ALLOWED_FILES", "Offender", "PullResult", "UploadPlan", "guard", "load", "parse_repo_ref", "plan_upload",
            "pull", "push", "registered_weights", "scan_folder", "sha256_file"]

@@ -257,7 +257,7 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, datase
     Everything is written into a temporary sibling folder, checked by the upload guard, and only
     then renamed to `out_dir`, so a failure never leaves a half-written or mixed package.
     """
-    from atzoo.upload_guard import guard
+    from atzoo.uploadguard import guard
     from atzoo.runner.rundir import METRICS_FILE, MODEL, open_run_dir
 
     run = open_run_dir(run_dir, need=("config.json", MODEL))

@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("plugin contract and registry", ("atzoo.plugin", "atzoo.registry", "atzoo.builtins", "atzoo.backbones",
                                       "atzoo.losses", "atzoo.model")),
     ("runner", ("atzoo.runner", "atzoo.testing")),
-    ("packages and hub", ("atzoo.package", "atzoo.upload_guard", "atzoo.hub", "atzoo.zoo", "atzoo.embed")),
+    ("packages and hub", ("atzoo.package", "atzoo.uploadguard", "atzoo.hub", "atzoo.zoo", "atzoo.embed")),
     ("leaderboard", ("atzoo.leaderboard",)),
     ("runner service", ("atzoo.service",)),
     ("app", ("atzoo.app",)),
