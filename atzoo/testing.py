@@ -16,11 +16,14 @@ import inspect
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atzoo.errors import AtzooError
 from atzoo.plugin import LossContext
 from atzoo.registry import RegisteredItem, Registry, load_registry
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _entry(kind: str, name_or_entry: str | RegisteredItem, registry: Registry | None) -> RegisteredItem:
@@ -38,7 +41,7 @@ def _expected_shape(batch: int, num_outputs: int, dim: int) -> tuple[int, ...]:
     return (batch, dim) if num_outputs == 1 else (batch, num_outputs, dim)
 
 
-def _forward(module, images, label: str):
+def _forward(module: torch.nn.Module, images: torch.Tensor, label: str) -> torch.Tensor:
     import torch
 
     output = module(images)
@@ -197,7 +200,8 @@ def check_method(name_or_entry: str | RegisteredItem, *, registry: Registry | No
         if loss.sampler == "pk":
             assert train.num_instances >= 2, \
                 f"{label}: loss {term.loss} needs P x K batches with K >= 2, num_instances is {train.num_instances}"
-    summary = {"name": entry.qualified_name, "heads": list(method.heads), "losses": [t.loss for t in method.losses]}
+    summary: dict[str, Any] = {"name": entry.qualified_name, "heads": list(method.heads),
+                               "losses": [t.loss for t in method.losses]}
     if build:
         summary["loss"] = _train_step(entry.qualified_name, registry, overrides or {}, image_size, batch_size)
     return summary
