@@ -11,12 +11,17 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from atzoo.errors import ChecksumError, HubError, PackageError
 from atzoo.package import (CARD, CONFIG, PICKLE_SUFFIXES, RESULTS, WEIGHTS, build_package_model, check_weights_readable,
                            read_package, refuse_pickle)
 from atzoo.uploadguard import ALLOWED_FILES, Offender, guard, scan_folder
+
+if TYPE_CHECKING:
+    import torch
+
+    from atzoo.registry import Registry
 
 __all__ = ["ALLOWED_FILES", "Offender", "PullResult", "UploadPlan", "guard", "load", "parse_repo_ref", "plan_upload",
            "pull", "push", "registered_weights", "scan_folder", "sha256_file"]
@@ -121,12 +126,20 @@ def push(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None
 # pull
 
 
-def registered_weights(repo_id: str, registry=None) -> list[Any]:
+def registered_weights(repo_id: str, registry: Registry | None = None) -> list[Any]:
     """PretrainedWeights entries the zoo registered for `repo_id`."""
     from atzoo.registry import load_registry
 
     registry = registry or load_registry()
     return [entry.item for entry in registry.entries("weights") if entry.item.repo_id == repo_id]
+
+
+@overload
+def _download(repo_id: str, filename: str, revision: str, cache_dir: str | None, required: Literal[True]) -> Path: ...
+
+
+@overload
+def _download(repo_id: str, filename: str, revision: str, cache_dir: str | None, required: bool) -> Path | None: ...
 
 
 def _download(repo_id: str, filename: str, revision: str, cache_dir: str | None, required: bool) -> Path | None:
@@ -151,7 +164,8 @@ def _download(repo_id: str, filename: str, revision: str, cache_dir: str | None,
 
 
 def pull(ref: str, *, revision: str | None = None, sha256: str | None = None, filename: str = WEIGHTS,
-         cache_dir: str | os.PathLike | None = None, registry=None, sha256_source: str = "--sha256") -> PullResult:
+         cache_dir: str | os.PathLike | None = None, registry: Registry | None = None,
+         sha256_source: str = "--sha256") -> PullResult:
     """Download a package (weights, config, card, results) at a pinned revision into the Hub cache
     and check the weights' sha256 against `sha256` or the zoo's registered entry for the repo.
 
@@ -189,7 +203,7 @@ def pull(ref: str, *, revision: str | None = None, sha256: str | None = None, fi
 
 
 def load(path_or_id: str | os.PathLike, *, revision: str | None = None, sha256: str | None = None,
-         registry=None, device: str = "cpu"):
+         registry: Registry | None = None, device: str = "cpu") -> torch.nn.Module:
     """A model from a local package folder or a Hub repo id (``ORG/NAME[@REVISION]``), in eval mode.
 
     A Hub id is downloaded with its revision pinned (or read from the local cache offline) and its

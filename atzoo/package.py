@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atzoo.errors import AtzooError, FormatError, PackageError
 from atzoo.formats import (checked, json_type_name, model_data, permissions_from_umask, read_json, show_value, validate_data,
@@ -31,6 +31,11 @@ from atzoo.formats.packageconfig import (CARD, CONFIG, PACKAGE_FILES, RESULTS, W
 from atzoo.formats.recipe import Provider
 from atzoo.formats.runconfig import RunConfig
 from atzoo.protocol import PROTOCOL_VERSION, SCENARIOS
+
+if TYPE_CHECKING:
+    import torch
+
+    from atzoo.registry import Registry
 
 FORMAT = "atzoo-model-1"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -316,7 +321,7 @@ def read_package(path: str | os.PathLike) -> ModelPackage:
     return ModelPackage(path, read_package_config(path / CONFIG))
 
 
-def _require_plugin(package: ModelPackage, registry) -> None:
+def _require_plugin(package: ModelPackage, registry: Registry) -> None:
     """A missing plugin is named with the pip requirement that provides it."""
     for key in ("plugin", "backbone_plugin"):
         plugin = package.config.get(key) or {}
@@ -330,7 +335,7 @@ def _require_plugin(package: ModelPackage, registry) -> None:
         raise PackageError(f"the model in {package.path} needs the atzoo plugin {name!r}, which {state}: {how}")
 
 
-def build_package_model(package: ModelPackage, registry=None):
+def build_package_model(package: ModelPackage, registry: Registry | None = None) -> torch.nn.Module:
     """The package's model rebuilt through the registry with its weights loaded strictly, in eval
     mode on the CPU. ``model.atzoo_config`` is the package's config."""
     from safetensors import SafetensorError
@@ -355,5 +360,5 @@ def build_package_model(package: ModelPackage, registry=None):
         raise PackageError(f"{package.weights} does not match the model its config describes "
                            f"(missing or unexpected keys): {error}") from None
     model.eval()
-    model.atzoo_config = config
+    setattr(model, "atzoo_config", config)  # noqa: B010 - nn.Module types its attributes as tensors or modules
     return model

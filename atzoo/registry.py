@@ -32,7 +32,7 @@ from atzoo.plugin import (HEAD_TARGETS, LOSS_INPUTS, PROJECT, AtzooHookSpecs, Ba
                           LossTerm, MethodRecipe, PretrainedWeights)
 
 KINDS = ("backbones", "losses", "methods", "weights")
-ITEM_CLASSES: dict[str, type] = {
+ITEM_CLASSES: dict[str, type[Any]] = {
     "backbones": Backbone, "losses": Loss, "methods": MethodRecipe, "weights": PretrainedWeights,
 }
 HOOKS: dict[str, str] = {kind: f"atzoo_register_{kind}" for kind in KINDS}
@@ -227,6 +227,10 @@ def validate_item(kind: str, item: Any) -> str:
 # loading plugins
 
 
+def _returning(obj: object) -> Callable[[], object]:
+    return lambda: obj
+
+
 @dataclass
 class _Source:
     """A plugin to load: an entry point (loaded lazily) or an object handed in directly."""
@@ -417,7 +421,7 @@ def load_registry(*, strict: bool | None = None, allow: list[str] | None = None,
         return _CACHE[key]
 
     sources = _entry_point_sources()
-    sources += [_Source(name, "", "", (lambda obj=obj: obj)) for name, obj in extras.items()]
+    sources += [_Source(name, "", "", _returning(obj)) for name, obj in extras.items()]
     plugins: list[PluginInfo] = []
     entries: list[RegisteredItem] = []
     loaded: dict[str, str] = {}
