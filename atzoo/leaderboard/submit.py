@@ -20,7 +20,7 @@ import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Iterator, Sequence
 
 from atzoo.errors import AtzooError, ChecksumError, HubError, LeaderboardError
@@ -30,6 +30,9 @@ from atzoo.formats.entry import (METRICS, TASK_FAMILIES, Entry, entry_problems, 
 from atzoo.leaderboard.store import Snapshot, duplicate_problems, load_snapshot, write_entry
 from atzoo.package import CONFIG, FORMAT, RESULTS, WEIGHTS, ModelPackage, read_package
 from atzoo.protocol import ANY_TIME, EVALUATOR_VERSION, SCENARIO_NAMES
+
+if TYPE_CHECKING:
+    from atzoo.registry import Registry
 
 ANY_TIME_TOLERANCE = 1e-6
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -67,7 +70,7 @@ def _scenario_problems(name: str, values: Any, source: str) -> list[str]:
             problems.append(f"{source}: {name} lacks {metric}")
         elif not _is_number(value) or not 0.0 <= value <= 1.0:
             problems.append(f"{source}: {name} {metric} = {value!r} is not a fraction in [0, 1]")
-    ranks = [(metric, values.get(metric)) for metric in CMC if _is_number(values.get(metric))]
+    ranks = [(metric, float(values[metric])) for metric in CMC if _is_number(values.get(metric))]
     for (low_name, low), (high_name, high) in zip(ranks, ranks[1:]):
         if high < low:
             problems.append(f"{source}: {name} {high_name} ({high}) is below {low_name} ({low}); "
@@ -250,7 +253,7 @@ def _release_problems(config: dict[str, Any], dataset_release: str | None, sourc
     return []
 
 
-def _model_problems(package: ModelPackage, registry) -> list[str]:
+def _model_problems(package: ModelPackage, registry: Registry | None) -> list[str]:
     from atzoo.package import build_package_model
     from atzoo.registry import load_registry
 
@@ -338,7 +341,7 @@ def prepare_submission(source_dir: str | os.PathLike, *, weights_ref: str | None
                        extra_training_data: Sequence[str] = (), re_ranking: bool = False, tta: Sequence[str] = (),
                        query_expansion: bool = False, notes: str = "", dataset_release: str | None = None,
                        sha256: str | None = None, snapshot: Snapshot | None = None,
-                       registry=None) -> Submission:
+                       registry: Registry | None = None) -> Submission:
     """Check everything about a submission that needs no dataset; raise one
     :class:`LeaderboardError` listing every problem found, else return the entry.
 
@@ -358,6 +361,7 @@ def prepare_submission(source_dir: str | os.PathLike, *, weights_ref: str | None
         except HubError as error:
             raise LeaderboardError(f"--push: {error}") from None
     else:
+        assert weights_ref is not None, "weights_source_problem requires --weights-repo or --push"
         repo, revision = parse_weights_ref(weights_ref)
     if sha256 is not None and not SHA256.fullmatch(sha256):
         raise LeaderboardError(f"--sha256 {sha256!r} is not a sha256 (64 hex digits)")
