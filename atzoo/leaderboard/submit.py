@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import math
 import os
 import re
@@ -23,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from collections.abc import Iterator, Sequence
 
-from atzoo.errors import AtzooError, ChecksumError, HubError, LeaderboardError
+from atzoo.errors import AtzooError, ChecksumError, FormatError, HubError, LeaderboardError
+from atzoo.formats.jsonfile import parse_json
 from atzoo.io import read_json_checked
 from atzoo.formats.entry import (METRICS, TASK_FAMILIES, Entry, entry_problems, metrics_from_fractions,
                                       slugify)
@@ -139,9 +139,9 @@ def read_safetensors_header(path: str | os.PathLike) -> dict[str, Any]:
                                    f"in a file of {size} bytes)")
         raw = handle.read(length)
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise LeaderboardError(f"{path}: damaged safetensors header (not valid JSON: {error})") from None
+        header = parse_json(raw, f"{path}'s safetensors header")
+    except FormatError as error:
+        raise LeaderboardError(f"{path}: damaged safetensors header ({error})") from None
     if not isinstance(header, dict):
         raise LeaderboardError(f"{path}: damaged safetensors header (expected a JSON object)")
     _check_tensors(path, header, size - 8 - length)
