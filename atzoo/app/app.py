@@ -272,9 +272,8 @@ class LeaderboardApp:
 
     def detail(self, entry_id: str | None) -> str:
         """One entry whole, as Markdown (empty when no entry is chosen)."""
-        if not (entry_id or "").strip():
-            return ""
-        return detail_markdown(entry_detail(self.snapshot(), entry_id.strip()))
+        chosen = (entry_id or "").strip()
+        return detail_markdown(entry_detail(self.snapshot(), chosen)) if chosen else ""
 
     def detail_from_row(self, event: gr.SelectData) -> tuple[str, Any]:
         """Selecting a row of the table opens its entry."""

@@ -80,7 +80,7 @@ def evaluate(run_dir: Path, data_root: Path | None, skip_bad_names: bool, cross:
 
     with elapsed("atzoo evaluate"), user_errors():
         metrics, target = evaluate_run_to(run_dir, data_root, skip_bad_names=skip_bad_names, out=out)
-        if is_main_process():
+        if is_main_process() and metrics is not None:
             print_metrics(metrics, as_json)
             click.echo(f"Results written to {target}", err=True)
 

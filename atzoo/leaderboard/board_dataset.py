@@ -38,7 +38,7 @@ def metric_column(kind: str, scenario: str, metric: str) -> str:
     return f"{kind}_{scenario.lower().replace('-', '_')}_{metric}"
 
 
-def features():
+def features() -> Any:
     """The dataset's typed columns."""
     from datasets import Features, Value
 

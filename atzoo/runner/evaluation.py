@@ -139,7 +139,8 @@ def _results_target(run: RunDir, records: Records, out: str | Path | None) -> Pa
     return run.file(f"metrics-{protocol_fingerprint(records)[:12]}.json")
 
 
-def evaluate_initialisation(run_dir: str | Path, *, registry: Registry | None = None, progress: bool = True) -> dict[str, Any]:
+def evaluate_initialisation(run_dir: str | Path, *, registry: Registry | None = None,
+                            progress: bool = True) -> dict[str, Any] | None:
     """The metrics of a run's model as its training started (same recipe, same seed, no training):
     the floor a trained model must clear by a wide margin."""
     from atzoo.registry import load_registry
