@@ -16,6 +16,10 @@ EVALUATOR_VERSION = "atzoo-1.0"
 rows were computed by the authors' code, recorded as ``OFFICIAL_EVALUATOR``."""
 OFFICIAL_EVALUATOR = "official"
 
+TASK_FAMILIES = ("Tr-ReID", "CC-ReID", "CM-ReID", "AT-ReID", "other")
+"""The task families of the paper's results table (traditional, clothes-changing, cross-modality,
+anytime Re-ID) and "other": a method's `task_family` and a leaderboard entry's are one of them."""
+
 RGB = 1
 IR = 2
 RGB_CAMERAS = tuple(range(1, 9))
