@@ -89,12 +89,14 @@ class PluginInfo:
     """Mistakes found once every plugin is loaded (a method naming a missing backbone, say): the items
     stay registered, using them fails with the same message, and strict mode refuses them."""
     import_seconds: float = 0.0
+    module: str = ""
+    """The module the entry point names (``atzoo_bot.plugin``); empty for an object handed in."""
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "distribution": self.distribution, "version": self.version,
                 "hooks": list(self.hooks), "status": self.status, "counts": dict(self.counts), "error": self.error,
                 "problems": list(self.problems), "import_seconds": round(self.import_seconds, 4),
-                "traceback": self.traceback}
+                "traceback": self.traceback, "module": self.module}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +326,7 @@ def _entry_point_sources() -> list[_Source]:
 
 def _refused(source: _Source, status: str, message: str) -> PluginInfo:
     return PluginInfo(source.name, source.distribution, source.version, (), status,
-                      {kind: 0 for kind in KINDS}, message)
+                      {kind: 0 for kind in KINDS}, message, module=source.module)
 
 
 def _hook_names(manager: pluggy.PluginManager, module: object) -> tuple[str, ...]:
@@ -386,10 +388,11 @@ def _load_plugin(source: _Source) -> tuple[PluginInfo, list[Entry]]:
         message = f"{type(error).__name__}: {error}" if not isinstance(error, AtzooError) else str(error)
         trace = "" if isinstance(error, InvalidItemError) else traceback.format_exc()
         return PluginInfo(source.name, source.distribution, source.version, hooks, "failed",
-                          {kind: 0 for kind in KINDS}, message, trace, import_seconds=seconds), []
+                          {kind: 0 for kind in KINDS}, message, trace, import_seconds=seconds,
+                          module=source.module), []
     counts = {kind: sum(entry.kind == kind for entry in entries) for kind in KINDS}
     return PluginInfo(source.name, source.distribution, source.version, hooks, "ok", counts,
-                      import_seconds=seconds), entries
+                      import_seconds=seconds, module=source.module), entries
 
 
 def _env_strict() -> bool:

@@ -13,7 +13,7 @@ import click
 
 from atzoo.cli.output import user_errors
 from atzoo.errors import AtzooError
-from atzoo.registry import KINDS, Entry, Registry, load_registry
+from atzoo.registry import KIND_NOUNS, KINDS, Entry, Registry, load_registry
 
 
 def _registry() -> Registry:
@@ -242,3 +242,41 @@ def method_recipe_yaml(entry: Entry, registry: Registry) -> str:
     header = (f"# Recipe of method {entry.qualified_name} ({entry.distribution or 'no distribution'} "
               f"{entry.version}). Edit it, then: atzoo train --config THIS_FILE --data ROOT --out RUN\n")
     return header + yaml.safe_dump(document, sort_keys=False)
+
+
+@click.command("check-plugin")
+@click.argument("name")
+@click.option("--build", is_flag=True, help="Also build each method's model and run one training step on random images.")
+@click.option("--image-size", type=(int, int), default=None, metavar="H W",
+              help="Image size for the checks (default: each backbone's own; 64x32 for --build).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check_plugin_command(name: str, build: bool, image_size: tuple[int, int] | None, as_json: bool) -> None:
+    """Check plugin NAME alone (with the built-ins, whatever else is installed): it loads, every item
+    it registers conforms, every method's recipe is valid, and importing it is fast. Every problem is
+    reported at once; exit status 2 when there is any."""
+    from atzoo.testing import plugin_report
+
+    report = plugin_report(name, image_size=image_size, build_methods=build)
+    if as_json:
+        _echo_json(report)
+    else:
+        _print_check_report(report)
+    if report["problems"]:
+        raise click.exceptions.Exit(2)
+
+
+def _print_check_report(report: dict[str, Any]) -> None:
+    for kind in ("backbones", "losses", "methods"):
+        for summary in report[kind]:
+            click.echo(f"ok       {KIND_NOUNS[kind]} {summary['name']}")
+    if report["import_seconds"] is not None:
+        click.echo(f"import   {report['import_seconds']:.3f} s")
+    for warning in report["warnings"]:
+        click.echo(f"warning  {warning}", err=True)
+    for problem in report["problems"]:
+        click.echo(f"problem  {problem}", err=True)
+    count = len(report["problems"])
+    click.echo(f"plugin {report['plugin']}: " + (f"{count} problem(s)" if count else "all checks passed"),
+               err=bool(count))
+
+

@@ -16,7 +16,6 @@ from atzoo.service.processes import kill_job_processes
 from atzoo.service.queue import Job, Queue, open_queue
 from atzoo.service.runnerdir import JOBS, RunnerDir, open_runner_dir
 
-BACKBONE_PREFIX = "backbone."
 DEFAULT_STALE_AFTER_S = 60.0
 ENTRY_RUN_PLACEHOLDER = "JOB_RUN_DIR"
 ENTRY_PROBLEMS_SHOWN = 3
@@ -24,16 +23,16 @@ WORKER_GONE = "cancelled by request (its worker was gone)"
 
 
 def validate_train_request(method: str, data_root: Path, settings: list[str]) -> str:
-    """Refuse what would fail at once on a worker: an unknown method, a malformed or unknown `--set`,
-    a missing dataset. Returns the method's qualified name."""
-    from atzoo.config import build_train_config, parse_overrides
+    """Refuse what would fail at once on a worker, with the same check `atzoo train` makes
+    (`resolve_recipe`: the method, its backbone and losses, every `--set` key and its range), and a
+    missing dataset. Returns the method's qualified name."""
+    from atzoo.config import parse_overrides
     from atzoo.registry import load_registry
+    from atzoo.runner.recipe import resolve_recipe
 
-    entry = load_registry().get("methods", method)
-    overrides = parse_overrides(settings)
-    build_train_config(entry.item.train, {k: v for k, v in overrides.items() if not k.startswith(BACKBONE_PREFIX)})
+    recipe = resolve_recipe(method, parse_overrides(settings), load_registry())
     _require_data_root(data_root)
-    return entry.qualified_name
+    return recipe.method.qualified_name
 
 
 def _require_data_root(data_root: Path) -> None:
