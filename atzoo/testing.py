@@ -316,6 +316,8 @@ def plugin_report(plugin_name: str, *, registry: Registry | None = None, image_s
                            registry=registry)
         report["losses"] += [summary] if summary else []
     for entry in mine["methods"]:
+        if registry.method_problems(entry):
+            continue  # already listed among the plugin's problems
         summary = _collect(problems, check_method, entry, registry=registry, build=build_methods,
                            overrides=method_overrides, image_size=image_size or (64, 32))
         report["methods"] += [summary] if summary else []

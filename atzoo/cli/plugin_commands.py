@@ -67,6 +67,8 @@ def plugins(as_json: bool, verbose: bool) -> None:
         return
     _print_plugins(registry)
     for info in registry.plugins:
+        if info.status == "failed":
+            click.echo(f"plugin {info.name} ({info.distribution or 'no distribution'}) failed: {info.error}", err=True)
         for problem in info.problems:
             click.echo(f"problem in plugin {info.name}: {problem}", err=True)
         if verbose and info.traceback:
