@@ -36,7 +36,7 @@ from atzoo.plugin import (HEAD_TARGETS, LOSS_INPUTS, PROJECT, TASK_FAMILIES, Atz
                           LossContext, LossTerm, Method, PretrainedWeights)
 
 KINDS = ("backbones", "losses", "methods", "weights")
-ITEM_CLASSES: dict[str, type] = {
+ITEM_CLASSES: dict[str, type[Any]] = {
     "backbones": Backbone, "losses": Loss, "methods": Method, "weights": PretrainedWeights,
 }
 HOOKS: dict[str, str] = {kind: f"atzoo_register_{kind}" for kind in KINDS}
@@ -579,6 +579,10 @@ class Registry:
 _CACHE: dict[tuple, Registry] = {}
 
 
+def _returning(obj: object) -> Callable[[], object]:
+    return lambda: obj
+
+
 def _with_reference_problems(plugins: list[PluginInfo], entries: list[Entry]) -> list[PluginInfo]:
     """Each plugin's methods checked against everything loaded (their backbones and losses exist and are
     unambiguous, arguments and settings are accepted), recorded on the plugin."""
@@ -616,7 +620,7 @@ def load_registry(*, strict: bool | None = None, allow: list[str] | None = None,
         return _CACHE[key]
 
     sources = _entry_point_sources()
-    sources += [_Source(name, "", "", (lambda obj=obj: obj)) for name, obj in extras.items()]
+    sources += [_Source(name, "", "", _returning(obj)) for name, obj in extras.items()]
     plugins: list[PluginInfo] = []
     entries: list[Entry] = []
     owners: dict[str, str] = {}

@@ -44,7 +44,7 @@ def _expected_shape(batch: int, num_outputs: int, dim: int) -> tuple[int, ...]:
     return (batch, dim) if num_outputs == 1 else (batch, num_outputs, dim)
 
 
-def _forward(module, images, label: str):
+def _forward(module: Any, images: Any, label: str) -> Any:
     import torch
 
     output = module(images)
@@ -180,7 +180,8 @@ def check_method(name_or_entry: str | Entry, *, registry: Registry | None = None
     method = entry.item
     problems = registry.method_problems(entry)
     assert not problems, "; ".join(problems)
-    summary = {"name": entry.qualified_name, "heads": list(method.heads), "losses": [t.loss for t in method.losses]}
+    summary: dict[str, Any] = {"name": entry.qualified_name, "heads": list(method.heads),
+                               "losses": [t.loss for t in method.losses]}
     if build:
         summary["loss"] = _train_step(entry.qualified_name, registry, overrides or {}, image_size, batch_size)
     return summary

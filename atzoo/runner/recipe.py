@@ -34,7 +34,7 @@ class Provider:
     version: str
 
     @classmethod
-    def of(cls, entry) -> Provider:
+    def of(cls, entry: Any) -> Provider:
         return cls(entry.qualified_name, entry.plugin, entry.distribution, entry.version)
 
 
@@ -63,13 +63,14 @@ class ResolvedRecipe:
         return cls(
             method=Provider(**data["method"]), backbone=Provider(**data["backbone"]),
             backbone_args=data["backbone_args"], embed_dim=data["embed_dim"], num_outputs=data["num_outputs"],
-            input_size=tuple(data["input_size"]), normalization=tuple(tuple(v) for v in data["normalization"]),
+            input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
+            normalization=(tuple(data["normalization"][0]), tuple(data["normalization"][1])),
             heads=tuple(data["heads"]), neck=data["neck"], losses=tuple(data["losses"]),
             train=build_train_config(data["train"]), overrides=data.get("overrides", {}),
         )
 
 
-def resolve_recipe(method_name: str, overrides: dict[str, Any], registry) -> ResolvedRecipe:
+def resolve_recipe(method_name: str, overrides: dict[str, Any], registry: Any) -> ResolvedRecipe:
     """The method's recipe with ``overrides`` applied, or an `AtzooError` listing every problem
     (unknown or ambiguous backbone and losses, unknown settings, values out of range, arguments a
     factory does not take). Nothing is read, built or written."""
@@ -88,13 +89,13 @@ def resolve_recipe(method_name: str, overrides: dict[str, Any], registry) -> Res
     return ResolvedRecipe(
         method=Provider.of(method_entry), backbone=Provider.of(backbone_entry),
         backbone_args={**backbone.defaults, **method.backbone_args, **backbone_overrides},
-        embed_dim=backbone.embed_dim, num_outputs=backbone.num_outputs, input_size=tuple(train.image_size),
+        embed_dim=backbone.embed_dim, num_outputs=backbone.num_outputs, input_size=train.image_size,
         normalization=backbone.normalization, heads=tuple(method.heads), neck=method.neck,
         losses=tuple(losses), train=train, overrides=dict(overrides),
     )
 
 
-def build_model(recipe: ResolvedRecipe, num_persons: int, num_clothes: int, registry) -> nn.Module:
+def build_model(recipe: ResolvedRecipe, num_persons: int, num_clothes: int, registry: Any) -> nn.Module:
     """The backbone through its factory, wrapped with the method's neck and classifiers."""
     from atzoo.model import ReIDModel
 

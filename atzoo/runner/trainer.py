@@ -58,20 +58,20 @@ def _resolve_for_resume(run: RunDir, method: str, overrides: dict[str, Any]) -> 
     return recipe, saved
 
 
-def _records_and_sets(data_root: Path, skip_bad_names: bool):
+def _records_and_sets(data_root: Path, skip_bad_names: bool) -> tuple[Any, Any]:
     records = parse_root(data_root, skip_bad_names=skip_bad_names)
     train_set = build_train_set(records)
     require_test_sets(records)
     return records, train_set
 
 
-def _dataset_info(records, train_set) -> dict[str, Any]:
+def _dataset_info(records: Any, train_set: Any) -> dict[str, Any]:
     return {"fingerprint": dataset_fingerprint(records), "images": len(records),
             "train_images": len(train_set), "train_persons": train_set.num_persons,
             "train_clothes": train_set.num_clothes}
 
 
-def _autocast(recipe: ResolvedRecipe, device: torch.device):
+def _autocast(recipe: ResolvedRecipe, device: torch.device) -> torch.autocast:
     enabled = recipe.train.amp and device.type == "cuda"
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
@@ -82,7 +82,7 @@ def _write_model(run: RunDir, model: torch.nn.Module, recipe: ResolvedRecipe) ->
 
 
 def train(method: str, data_root: str | Path | None, out_dir: str | Path, overrides: dict[str, Any] | None = None,
-          *, resume: bool = False, registry=None, progress: bool = True, skip_bad_names: bool = False) -> RunDir:
+          *, resume: bool = False, registry: Any = None, progress: bool = True, skip_bad_names: bool = False) -> RunDir:
     """Train `method` on the dataset at `data_root`, write the run to `out_dir`, evaluate it.
 
     Everything the user can get wrong (method, settings and their ranges, data, a batch larger than
@@ -138,7 +138,7 @@ def _loss_parameters(recipe: ResolvedRecipe, objective: Objective) -> dict[str, 
     return found
 
 
-def _training_parts(recipe: ResolvedRecipe, train_set, registry, context: distributed.Context) -> _Parts:
+def _training_parts(recipe: ResolvedRecipe, train_set: Any, registry: Any, context: distributed.Context) -> _Parts:
     """The data loader (built once per run: its workers persist across epochs), model, losses and
     optimizers. Anything that cannot be built fails here, before the run folder is created."""
     config = recipe.train
@@ -155,11 +155,12 @@ def _training_parts(recipe: ResolvedRecipe, train_set, registry, context: distri
     return _Parts(model, objective, optimizer, loader, method.train_step)
 
 
-def _default_step(model, batch: dict[str, Any], compute_losses) -> tuple[torch.Tensor, dict[str, float]]:
+def _default_step(model: torch.nn.Module, batch: dict[str, Any],
+                  compute_losses: Any) -> tuple[torch.Tensor, dict[str, float]]:
     return compute_losses(model(batch["image"]), batch)
 
 
-def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records, train_set, parts: _Parts,
+def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records: Any, train_set: Any, parts: _Parts,
            context: distributed.Context, resume: bool, progress: bool) -> RunDir:
     config = recipe.train
     device = context.device
