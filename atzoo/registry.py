@@ -1,13 +1,17 @@
 """Plugin discovery and the registry of backbones, losses, methods and pretrained weights.
 
-Every plugin (the built-ins included) is an entry point in the ``atzoo`` group, loaded on its own
-with pluggy. Its hooks get a host-built ``register`` callback that validates each item and credits
-the plugin, its distribution and version. A plugin that fails to import, whose hook raises, or that
-registers an invalid item is recorded as failed and contributes nothing; the others keep working.
-In strict mode (``strict=True`` or ``ATZOO_STRICT=1``) any failure raises `PluginError` instead.
+Every plugin (the built-ins included) is loaded on its own with pluggy. Its hooks get a host-built
+``register`` callback that validates each item and credits the plugin, its distribution and
+version. A plugin that fails to import, whose hook raises or returns its items, or that registers
+an invalid item is recorded as failed with every problem at once and contributes nothing; the
+others keep working. Once all are loaded, each method's recipe is checked against the registry
+(`Registry.method_problems`, the one check of a recipe's validity). In strict mode
+(``strict=True`` or ``ATZOO_STRICT=1``) any failure or problem raises `PluginError` instead.
 
-Names: every item is reachable as ``plugin:name``; its short ``name`` works too unless two plugins
-register it, in which case the lookup fails naming both qualified names.
+Names: ``builtins`` and ``atzoo`` are reserved for atzoo's own built-ins; a plugin name belongs to
+the first distribution providing it, and a second one is refused. Every item is reachable as
+``plugin:name``; its short ``name`` works too unless two plugins register it, in which case the
+lookup fails naming both qualified names.
 
 This module imports neither torch nor timm: items are only built when their factory is called.
 """
