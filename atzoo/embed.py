@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,11 @@ from atzoo.data.layout import FILE_PATTERN, FOLDER_PATTERN, IMAGE_EXTENSIONS
 from atzoo.errors import AtzooError
 from atzoo.io import atomic_path
 from atzoo.protocol import CAMERAS, FLAGS
+
+if TYPE_CHECKING:
+    import torch
+
+    from atzoo.registry import Registry
 
 UNLABELLED = -1
 
@@ -60,7 +66,7 @@ def labels_from_names(paths: Sequence[Path]) -> tuple[np.ndarray, ...] | None:
     return tuple(np.asarray(column, dtype=np.int64) for column in zip(*columns))
 
 
-def embed_images(model, paths: Sequence[Path], input_size: tuple[int, int],
+def embed_images(model: torch.nn.Module, paths: Sequence[Path], input_size: tuple[int, int],
                  normalization: tuple[tuple[float, ...], tuple[float, ...]], *, batch_size: int = 64,
                  device: str = "cpu", progress: bool = True) -> np.ndarray:
     """Embeddings (N, D) or (N, 6, D), float32, of `paths` in order, with the eval transform."""
@@ -72,7 +78,7 @@ def embed_images(model, paths: Sequence[Path], input_size: tuple[int, int],
 
     if batch_size < 1:
         raise AtzooError(f"batch size must be at least 1, got {batch_size}")
-    transform = build_eval_transform(tuple(input_size), normalization)
+    transform = build_eval_transform(input_size, normalization)
     model = model.to(device).eval()
     chunks = []
     with torch.no_grad(), tqdm(total=len(paths), desc="embed", unit="img", disable=not progress,
@@ -87,18 +93,18 @@ def embed_images(model, paths: Sequence[Path], input_size: tuple[int, int],
 def _write_unlabelled(out: Path, feats: np.ndarray, paths: Sequence[Path]) -> None:
     """A features file whose labels are -1: `save_features` rightly refuses those for evaluation."""
     labels = np.full(len(paths), UNLABELLED, dtype=np.int64)
-    arrays = {"feats": feats, "pid": labels, "clothes": labels, "camera": labels, "flag": labels,
-              "paths": np.asarray([str(p) for p in paths])}
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, feats=feats, pid=labels, clothes=labels, camera=labels, flag=labels,
+                     paths=np.asarray([str(p) for p in paths]))
 
 
 def embed(model_ref: str | os.PathLike, inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *,
-          batch_size: int = 64, device: str = "cpu", progress: bool = True, registry=None) -> EmbedResult:
+          batch_size: int = 64, device: str = "cpu", progress: bool = True,
+          registry: Registry | None = None) -> EmbedResult:
     """Embed images with a package (folder or Hub id) and write a ``.npz`` features file."""
     from atzoo.evaluation.features_file import save_features
-    from atzoo.package import load
+    from atzoo.hub import load
 
     out = Path(out)
     if out.suffix != ".npz":
@@ -106,12 +112,15 @@ def embed(model_ref: str | os.PathLike, inputs: Iterable[str | os.PathLike], out
     inputs = list(inputs)
     paths = collect_images(inputs)
     model = load(model_ref, registry=registry, device=device)
-    config = model.atzoo_config
-    feats = embed_images(model, paths, tuple(config["input_size"]), tuple(tuple(v) for v in config["normalization"]),
+    config = getattr(model, "atzoo_config")  # noqa: B009 - set by build_package_model, unknown to nn.Module's type
+    height, width = config["input_size"]
+    mean, std = config["normalization"]
+    feats = embed_images(model, paths, (height, width), (tuple(mean), tuple(std)),
                          batch_size=batch_size, device=device, progress=progress)
     labels = labels_from_names(paths)
     if labels is None:
         _write_unlabelled(out, feats, paths)
     else:
-        save_features(out, feats, *labels, paths=[str(p) for p in paths])
+        person, clothes, camera, flag = labels
+        save_features(out, feats, person, clothes, camera, flag, paths=[str(p) for p in paths])
     return EmbedResult(out, len(paths), tuple(feats.shape), labels is not None)

@@ -37,11 +37,11 @@ import pluggy
 from atzoo.config import BACKBONE_PREFIX, split_overrides, train_config_problems
 from atzoo.errors import AtzooError, PluginError
 from atzoo.plugin import (HEAD_TARGETS, LOSS_INPUTS, PROJECT, TASK_FAMILIES, AtzooHookSpecs, Backbone, Loss,
-                          LossContext, LossTerm, Method, PretrainedWeights)
+                          LossContext, LossTerm, MethodRecipe, PretrainedWeights)
 
 KINDS = ("backbones", "losses", "methods", "weights")
 ITEM_CLASSES: dict[str, type[Any]] = {
-    "backbones": Backbone, "losses": Loss, "methods": Method, "weights": PretrainedWeights,
+    "backbones": Backbone, "losses": Loss, "methods": MethodRecipe, "weights": PretrainedWeights,
 }
 HOOKS: dict[str, str] = {kind: f"atzoo_register_{kind}" for kind in KINDS}
 KIND_NOUNS = {"backbones": "backbone", "losses": "loss", "methods": "method", "weights": "weights"}
@@ -60,7 +60,7 @@ class InvalidItemError(AtzooError):
 
 
 @dataclass(frozen=True)
-class Entry:
+class RegisteredItem:
     """One registered item and who supplied it."""
 
     kind: str
@@ -199,7 +199,7 @@ def _validate_term(term: Any, index: int) -> None:
         raise InvalidItemError(f"losses[{index}].heads must be 'each' or a tuple of head indices, got {term.heads!r}")
 
 
-def _validate_method(item: Method) -> None:
+def _validate_method(item: MethodRecipe) -> None:
     _check_reference(item.backbone, "backbone")
     if not isinstance(item.losses, (tuple, list)) or not item.losses:
         raise InvalidItemError(f"losses must be a non-empty tuple of LossTerm, got {item.losses!r}")
@@ -283,6 +283,10 @@ def _label_of(kind: str, item: Any) -> str:
 # loading plugins
 
 
+def _returning(obj: object) -> Callable[[], object]:
+    return lambda: obj
+
+
 @dataclass
 class _Source:
     """A plugin to load: an entry point (loaded lazily) or an object handed in directly."""
@@ -347,9 +351,9 @@ def _plugin_manager(source: _Source, module: object) -> pluggy.PluginManager:
     return manager
 
 
-def _run_hooks(source: _Source, manager: pluggy.PluginManager) -> tuple[list[Entry], list[str]]:
+def _run_hooks(source: _Source, manager: pluggy.PluginManager) -> tuple[list[RegisteredItem], list[str]]:
     """Call every hook with a validating ``register``; every problem is collected, none stops the others."""
-    entries: list[Entry] = []
+    entries: list[RegisteredItem] = []
     problems: list[str] = []
     seen: set[tuple[str, str]] = set()
     for kind in KINDS:
@@ -363,7 +367,7 @@ def _run_hooks(source: _Source, manager: pluggy.PluginManager) -> tuple[list[Ent
                 problems.append(f"registers {KIND_NOUNS[_kind]} {name!r} twice")
                 return
             seen.add((_kind, name))
-            entries.append(Entry(_kind, name, source.name, source.distribution, source.version, item))
+            entries.append(RegisteredItem(_kind, name, source.name, source.distribution, source.version, item))
 
         returned = [value for value in getattr(manager.hook, HOOKS[kind])(register=register) if value is not None]
         if returned:
@@ -372,7 +376,7 @@ def _run_hooks(source: _Source, manager: pluggy.PluginManager) -> tuple[list[Ent
     return entries, problems
 
 
-def _load_plugin(source: _Source) -> tuple[PluginInfo, list[Entry]]:
+def _load_plugin(source: _Source) -> tuple[PluginInfo, list[RegisteredItem]]:
     """Import and run one plugin's hooks; on any problem return it as failed with no entries."""
     hooks: tuple[str, ...] = ()
     seconds = 0.0
@@ -411,9 +415,9 @@ def _env_allow() -> list[str] | None:
 class Registry:
     """Everything the loaded plugins registered, looked up by ``plugin:name`` or short name."""
 
-    def __init__(self, plugins: list[PluginInfo], entries: Iterable[Entry]) -> None:
+    def __init__(self, plugins: list[PluginInfo], entries: Iterable[RegisteredItem]) -> None:
         self.plugins = list(plugins)
-        self._entries: dict[str, list[Entry]] = {kind: [] for kind in KINDS}
+        self._entries: dict[str, list[RegisteredItem]] = {kind: [] for kind in KINDS}
         for entry in entries:
             self._entries[entry.kind].append(entry)
         for kind in KINDS:
@@ -424,11 +428,11 @@ class Registry:
         if kind not in KINDS:
             raise AtzooError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
 
-    def entries(self, kind: str) -> list[Entry]:
+    def entries(self, kind: str) -> list[RegisteredItem]:
         self._check_kind(kind)
         return list(self._entries[kind])
 
-    def _display_names(self, kind: str) -> list[tuple[str, Entry]]:
+    def _display_names(self, kind: str) -> list[tuple[str, RegisteredItem]]:
         counts: dict[str, int] = {}
         for entry in self._entries[kind]:
             counts[entry.name] = counts.get(entry.name, 0) + 1
@@ -449,7 +453,7 @@ class Registry:
     def failed(self) -> list[PluginInfo]:
         return [info for info in self.plugins if info.status == "failed"]
 
-    def get(self, kind: str, name: str) -> Entry:
+    def get(self, kind: str, name: str) -> RegisteredItem:
         """The entry registered as ``name`` (``plugin:name`` or a short name) under ``kind``."""
         self._check_kind(kind)
         if not isinstance(name, str) or not name:
@@ -492,11 +496,11 @@ class Registry:
                         f"(see `atzoo plugins`)")
         raise AtzooError(message)
 
-    def method_problems(self, name: str | Entry, overrides: dict[str, Any] | None = None) -> list[str]:
+    def method_problems(self, name: str | RegisteredItem, overrides: dict[str, Any] | None = None) -> list[str]:
         """Everything wrong with training method ``name`` under ``overrides`` (``--set`` keys, with
         ``backbone.X`` for the backbone's factory), each naming the method and the field; ``[]`` when
         the recipe is valid. This is the one check `train`, the runner service and `describe` use."""
-        entry = name if isinstance(name, Entry) else self.get("methods", name)
+        entry = name if isinstance(name, RegisteredItem) else self.get("methods", name)
         method, label = entry.item, f"method {entry.qualified_name}"
         backbone_overrides, train_overrides = split_overrides(dict(overrides or {}))
         problems: list[str] = []
@@ -513,7 +517,7 @@ class Registry:
         problems += self._loss_optimizer_problems(label, method, losses, {**method.train, **train_overrides})
         return problems
 
-    def check_method(self, name: str, overrides: dict[str, Any] | None = None) -> Entry:
+    def check_method(self, name: str, overrides: dict[str, Any] | None = None) -> RegisteredItem:
         """The method's entry, or an `AtzooError` listing every problem `method_problems` finds."""
         entry = self.get("methods", name)
         problems = self.method_problems(entry, overrides)
@@ -521,7 +525,7 @@ class Registry:
             raise AtzooError(f"the recipe of method {entry.qualified_name} is not valid: " + "; ".join(problems))
         return entry
 
-    def _reference_problem(self, kind: str, reference: str, label: str, problems: list[str]) -> Entry | None:
+    def _reference_problem(self, kind: str, reference: str, label: str, problems: list[str]) -> RegisteredItem | None:
         try:
             return self.get(kind, reference)
         except AtzooError as error:
@@ -529,7 +533,7 @@ class Registry:
             return None
 
     @staticmethod
-    def _backbone_problems(label: str, backbone: Entry, method: Method, overrides: dict[str, Any]) -> list[str]:
+    def _backbone_problems(label: str, backbone: RegisteredItem, method: MethodRecipe, overrides: dict[str, Any]) -> list[str]:
         problems = []
         if len(method.heads) != backbone.item.num_outputs:
             problems.append(f"{label}: heads: {len(method.heads)} head(s) but backbone {backbone.qualified_name} has "
@@ -543,7 +547,7 @@ class Registry:
         return problems
 
     @staticmethod
-    def _loss_problems(label: str, loss: Entry, term: LossTerm, train: dict[str, Any]) -> list[str]:
+    def _loss_problems(label: str, loss: RegisteredItem, term: LossTerm, train: dict[str, Any]) -> list[str]:
         problems = []
         problem = _factory_accepts(loss.item.factory, (None,), {**loss.item.defaults, **term.args})
         if problem:
@@ -553,7 +557,7 @@ class Registry:
             problems.append(f"{label}: needs P x K batches with K >= 2, but num_instances is {instances}")
         return problems
 
-    def _loss_optimizer_problems(self, label: str, method: Method, losses: list[Entry | None],
+    def _loss_optimizer_problems(self, label: str, method: MethodRecipe, losses: list[RegisteredItem | None],
                                  train: dict[str, Any]) -> list[str]:
         chosen = train.get("loss_optimizers")
         if not isinstance(chosen, dict):
@@ -567,7 +571,7 @@ class Registry:
                                 f"losses {[e.qualified_name for e in known]}")
         return problems
 
-    def weights_for(self, method: str) -> list[Entry]:
+    def weights_for(self, method: str) -> list[RegisteredItem]:
         """Published weights of ``method`` (any name that resolves to it)."""
         target = self.get("methods", method).qualified_name
         found = []
@@ -583,11 +587,7 @@ class Registry:
 _CACHE: dict[tuple, Registry] = {}
 
 
-def _returning(obj: object) -> Callable[[], object]:
-    return lambda: obj
-
-
-def _with_reference_problems(plugins: list[PluginInfo], entries: list[Entry]) -> list[PluginInfo]:
+def _with_reference_problems(plugins: list[PluginInfo], entries: list[RegisteredItem]) -> list[PluginInfo]:
     """Each plugin's methods checked against everything loaded (their backbones and losses exist and are
     unambiguous, arguments and settings are accepted), recorded on the plugin."""
     registry = Registry(plugins, entries)
@@ -626,7 +626,7 @@ def load_registry(*, strict: bool | None = None, allow: list[str] | None = None,
     sources = _entry_point_sources()
     sources += [_Source(name, "", "", _returning(obj)) for name, obj in extras.items()]
     plugins: list[PluginInfo] = []
-    entries: list[Entry] = []
+    entries: list[RegisteredItem] = []
     owners: dict[str, str] = {}
     for source in sources:
         if source.refusal:
@@ -668,7 +668,7 @@ def list_methods(pattern: str | None = None) -> list[str]:
     return load_registry().names("methods", pattern)
 
 
-def _call_factory(entry: Entry, factory: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+def _call_factory(entry: RegisteredItem, factory: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
     """Call a factory after checking that it accepts ``kwargs`` (a clear error, not a TypeError)."""
     try:
         inspect.signature(factory).bind(*args, **kwargs)
@@ -692,6 +692,6 @@ def create_loss(name: str, context: LossContext, **kwargs: Any) -> Any:
     return _call_factory(entry, entry.item.factory, (context,), {**entry.item.defaults, **kwargs})
 
 
-def get_method(name: str) -> Method:
+def get_method(name: str) -> MethodRecipe:
     """The registered method (recipe) ``name``."""
     return load_registry().get("methods", name).item

@@ -8,22 +8,27 @@ atzoo.create_model("uniat", pretrained="403k")   # registered weights, checked b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atzoo.errors import AtzooError, PackageError
 from atzoo.package import ANY_TIME
 from atzoo.protocol import SCENARIOS
 
+if TYPE_CHECKING:
+    import torch
+
+    from atzoo.registry import Registry
+
 ZOO_METRICS = tuple(s.name for s in SCENARIOS) + (ANY_TIME,)
 
 
-def _registry(registry):
+def _registry(registry: Registry | None) -> Registry:
     from atzoo.registry import load_registry
 
     return registry or load_registry()
 
 
-def list_pretrained(registry=None) -> list[dict[str, Any]]:
+def list_pretrained(registry: Registry | None = None) -> list[dict[str, Any]]:
     """One row per registered PretrainedWeights: where it lives and its six-scenario metrics."""
     registry = _registry(registry)
     rows = []
@@ -40,13 +45,13 @@ def list_pretrained(registry=None) -> list[dict[str, Any]]:
     return rows
 
 
-def pretrained_tags(method: str, registry=None) -> dict[str, Any]:
+def pretrained_tags(method: str, registry: Registry | None = None) -> dict[str, Any]:
     """Tag -> PretrainedWeights of `method` (any name that resolves to it)."""
     registry = _registry(registry)
     return {entry.item.tag: entry.item for entry in registry.weights_for(method)}
 
 
-def _pick_weights(method: str, pretrained: bool | str, registry) -> Any:
+def _pick_weights(method: str, pretrained: bool | str, registry: Registry) -> Any:
     tags = pretrained_tags(method, registry)
     if not tags:
         raise AtzooError(f"method {method!r} has no registered pretrained weights (see `atzoo zoo list`)")
@@ -62,9 +67,9 @@ def _pick_weights(method: str, pretrained: bool | str, registry) -> Any:
     return tags[pretrained]
 
 
-def create_model(name: str, pretrained: bool | str = False, *, registry=None, num_persons: int = 1,
+def create_model(name: str, pretrained: bool | str = False, *, registry: Registry | None = None, num_persons: int = 1,
                  num_clothes: int = 1, overrides: dict[str, Any] | None = None, cache_dir: str | None = None,
-                 device: str = "cpu"):
+                 device: str = "cpu") -> torch.nn.Module:
     """A method's model, like ``timm.create_model``.
 
     ``pretrained=False`` builds it with fresh weights (`num_persons`/`num_clothes` size the

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 
 from atzoo.errors import AtzooError, ChecksumError, HubError, LeaderboardError
 from atzoo.io import read_json_checked
-from atzoo.leaderboard.schema import (METRICS, TASK_FAMILIES, Entry, entry_problems, metrics_from_fractions,
+from atzoo.formats.entry import (METRICS, TASK_FAMILIES, Entry, entry_problems, metrics_from_fractions,
                                       slugify)
 from atzoo.leaderboard.store import Snapshot, duplicate_problems, load_snapshot, write_entry
 from atzoo.package import CONFIG, FORMAT, RESULTS, WEIGHTS, ModelPackage, read_package

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from atzoo.errors import AtzooError, DataError, HubError, LeaderboardError
-from atzoo.leaderboard.schema import METRICS, Entry, Metrics, Verified, metrics_from_fractions
+from atzoo.formats.entry import METRICS, Entry, Metrics, Verified, metrics_from_fractions
+from atzoo.leaderboard.signing import Signer, check_signer, sign_verified
 from atzoo.leaderboard.store import read_entry, update_entry
 from atzoo.package import SYNTHETIC_MANIFEST, ModelPackage
 from atzoo.protocol import SCENARIO_NAMES
@@ -211,10 +212,13 @@ def _replacement_note(previous: Verified | None, status: str) -> str:
     return f" (replaces a {previous.status!r} result of {previous.date.date().isoformat()})"
 
 
-def verify_entry(entry_path: str | os.PathLike, data_root: str | os.PathLike, *,
+def verify_entry(entry_path: str | os.PathLike, data_root: str | os.PathLike, *, signer: Signer,
                  tolerance: float = DEFAULT_TOLERANCE, device: str | None = None, registry=None,
-                 progress: bool = True, cache_dir: str | os.PathLike | None = None, verifier: str = "") -> Entry:
-    """Re-evaluate an entry's exact weights on `data_root` and write its ``verified`` block.
+                 progress: bool = True, cache_dir: str | os.PathLike | None = None,
+                 registry_dir: str | os.PathLike | None = None) -> Entry:
+    """Re-evaluate an entry's exact weights on `data_root` and write its ``verified`` block, signed by
+    `signer`, who must be listed in the ``verifiers.json`` of `registry_dir` (default: the registry
+    holding the entry file).
 
     Status ``verified`` when every reported metric is within `tolerance` percentage points of the
     measured one, ``mismatch`` otherwise, ``failed`` when the model cannot be evaluated. Problems
@@ -227,6 +231,7 @@ def verify_entry(entry_path: str | os.PathLike, data_root: str | os.PathLike, *,
 
     entry_path = Path(entry_path)
     data_root = Path(data_root)
+    check_signer(registry_dir if registry_dir is not None else entry_path.resolve().parent.parent, signer)
     entry = read_entry(entry_path)
     if entry.weights is None:
         raise LeaderboardError(f"entry {entry.id} is a {entry.origin} row without weights: there is nothing to "
@@ -254,6 +259,5 @@ def verify_entry(entry_path: str | os.PathLike, data_root: str | os.PathLike, *,
     message += _plugin_version_note(entry) + _replacement_note(entry.verified, status)
     verified = Verified(status=status, date=dt.datetime.now(dt.timezone.utc).replace(microsecond=0),
                         tolerance=tolerance, metrics=metrics, max_difference=worst,
-                        environment=environment(torch_device.type, package), message=message,
-                        verifier=verifier.strip())
-    return update_entry(entry_path, verified=verified)
+                        environment=environment(torch_device.type, package), message=message)
+    return update_entry(entry_path, verified=sign_verified(entry, verified, signer))

@@ -1,10 +1,11 @@
 """A method's recipe resolved against the registry and the user's overrides, recipe files, and
 what a recipe builds.
 
-The resolved recipe is what a run directory's `config.json` stores: with it (and the plugins it
-names) the model can be rebuilt anywhere. `resolve_recipe` is the one place that decides whether a
-recipe is valid (through `Registry.check_method`): `atzoo train`, the runner service's pre-submit
-check and `atzoo describe` all call it, before anything is read or written.
+The resolved recipe (`atzoo.formats.recipe.ResolvedRecipe`) is what a run directory's `config.json`
+stores: with it (and the plugins it names) the model can be rebuilt anywhere. `resolve_recipe` is
+the one place that decides whether a recipe is valid (through `Registry.check_method`): `atzoo
+train`, the runner service's pre-submit check and `atzoo describe` all call it, before anything is
+read or written.
 
 This module imports torch only when a model is built, so describing a recipe stays light.
 """
@@ -12,65 +13,24 @@ This module imports torch only when a model is built, so describing a recipe sta
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from atzoo.config import BACKBONE_PREFIX, TrainConfig, build_train_config, split_overrides
+from atzoo.config import BACKBONE_PREFIX, build_train_config, split_overrides
 from atzoo.errors import AtzooError
+from atzoo.formats.model import validate_data
+from atzoo.formats.recipe import Provider, ResolvedRecipe
 from atzoo.plugin import LossContext
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from atzoo.registry import Registry
+
 RECIPE_FILE_KEYS = ("method", "backbone", "train")
 
 
-@dataclass(frozen=True)
-class Provider:
-    qualified_name: str
-    plugin: str
-    distribution: str
-    version: str
-
-    @classmethod
-    def of(cls, entry: Any) -> Provider:
-        return cls(entry.qualified_name, entry.plugin, entry.distribution, entry.version)
-
-
-@dataclass(frozen=True)
-class ResolvedRecipe:
-    method: Provider
-    backbone: Provider
-    backbone_args: dict[str, Any]
-    embed_dim: int
-    num_outputs: int
-    input_size: tuple[int, int]
-    normalization: tuple[tuple[float, ...], tuple[float, ...]]
-    heads: tuple[str, ...]
-    neck: str
-    losses: tuple[dict[str, Any], ...]
-    train: TrainConfig
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["train"] = self.train.model_dump(mode="json")
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ResolvedRecipe:
-        return cls(
-            method=Provider(**data["method"]), backbone=Provider(**data["backbone"]),
-            backbone_args=data["backbone_args"], embed_dim=data["embed_dim"], num_outputs=data["num_outputs"],
-            input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
-            normalization=(tuple(data["normalization"][0]), tuple(data["normalization"][1])),
-            heads=tuple(data["heads"]), neck=data["neck"], losses=tuple(data["losses"]),
-            train=build_train_config(data["train"]), overrides=data.get("overrides", {}),
-        )
-
-
-def resolve_recipe(method_name: str, overrides: dict[str, Any], registry: Any) -> ResolvedRecipe:
+def resolve_recipe(method_name: str, overrides: dict[str, Any], registry: Registry) -> ResolvedRecipe:
     """The method's recipe with ``overrides`` applied, or an `AtzooError` listing every problem
     (unknown or ambiguous backbone and losses, unknown settings, values out of range, arguments a
     factory does not take). Nothing is read, built or written."""
@@ -86,16 +46,16 @@ def resolve_recipe(method_name: str, overrides: dict[str, Any], registry: Any) -
         losses.append({"loss": loss_entry.qualified_name, "weight": term.weight,
                        "args": {**loss_entry.item.defaults, **term.args}, "heads": heads})
     train = build_train_config(method.train, train_overrides)
-    return ResolvedRecipe(
+    return validate_data(dict(
         method=Provider.of(method_entry), backbone=Provider.of(backbone_entry),
         backbone_args={**backbone.defaults, **method.backbone_args, **backbone_overrides},
         embed_dim=backbone.embed_dim, num_outputs=backbone.num_outputs, input_size=train.image_size,
         normalization=backbone.normalization, heads=tuple(method.heads), neck=method.neck,
         losses=tuple(losses), train=train, overrides=dict(overrides),
-    )
+    ), ResolvedRecipe, f"the recipe of {method_entry.qualified_name} with these settings")
 
 
-def build_model(recipe: ResolvedRecipe, num_persons: int, num_clothes: int, registry: Any) -> nn.Module:
+def build_model(recipe: ResolvedRecipe, num_persons: int, num_clothes: int, registry: Registry) -> nn.Module:
     """The backbone through its factory, wrapped with the method's neck and classifiers."""
     from atzoo.model import ReIDModel
 

@@ -21,9 +21,9 @@ import gradio as gr
 import pandas as pd
 
 from atzoo.errors import AtzooError
-from atzoo.leaderboard import demo as demo_logic
-from atzoo.leaderboard import plots
-from atzoo.leaderboard.schema import RELEASES
+from atzoo.app import demo as demo_logic
+from atzoo.app import plots
+from atzoo.formats.entry import RELEASES
 from atzoo.leaderboard.store import Snapshot, check_entry_data, load_snapshot
 from atzoo.leaderboard.table import (ANY_TIME, COLUMNS, DEFAULT_RELEASE, METRIC_CHOICES, METRIC_LABELS,
                                      SORT_CHOICES, Filters, backbone_choices, build_table, entry_choices,

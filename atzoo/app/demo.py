@@ -19,13 +19,12 @@ from PIL import Image
 
 from atzoo.data.images import decode_image
 from atzoo.errors import AtzooError
-from atzoo.protocol import SCENARIO_NAMES
+from atzoo.protocol import GALLERY_SET_FLAGS, SCENARIO_NAMES
 
 MAX_SIDE = 4096
 MAX_BYTES = 20 * 1024 * 1024
 MAX_GALLERY = 200
 GALLERY_VERSION = 1
-GALLERY_FLAGS = (6, 7, 8, 9)
 QUERY_FLAG = 2
 ZOO_SEPARATOR = "@"
 
@@ -233,12 +232,12 @@ def synthetic_gallery(cache_dir: str | os.PathLike | None = None) -> SyntheticGa
     from atzoo.data import parse_root
 
     records = parse_root(synthetic_gallery_root(cache_dir))
-    test_persons = sorted(set(records.person[np.isin(records.flag, GALLERY_FLAGS)].tolist()))
+    test_persons = sorted(set(records.person[np.isin(records.flag, GALLERY_SET_FLAGS)].tolist()))
     paths = records.absolute_paths()
     gallery, seen = [], set()
     for index in np.argsort(records.path):
         clip = (int(records.person[index]), int(records.clothes[index]), int(records.camera[index]))
-        if records.flag[index] in GALLERY_FLAGS and clip not in seen:
+        if records.flag[index] in GALLERY_SET_FLAGS and clip not in seen:
             seen.add(clip)
             gallery.append(paths[index])
     queries = [paths[i] for i in np.argsort(records.path)

@@ -21,12 +21,14 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, Valid
                       model_validator)
 
 from atzoo.errors import LeaderboardError
-from atzoo.protocol import ANY_TIME, SCENARIO_NAMES
+from atzoo.protocol import ANY_TIME, SCENARIO_NAMES, TASK_FAMILIES
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = f"entry-v{SCHEMA_VERSION}.schema.json"
-RELEASES = ("403k", "135k", "synthetic")
-TASK_FAMILIES = ("Tr-ReID", "CC-ReID", "CM-ReID", "AT-ReID", "other")
+RELEASES = ("403k", "135k", "synthetic", "custom")
+RANKED_RELEASES = ("403k", "135k", "synthetic")
+"""The releases the board ranks and accepts submissions for; a ``custom`` release (any other
+AT-USTC-format collection, named by its fingerprint) can be packaged and shown but not submitted."""
 VERIFY_STATUSES = ("verified", "mismatch", "failed")
 METRICS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 REQUIRED_METRICS = ("rank1", "mAP")
@@ -162,8 +164,14 @@ class Dataset(_Strict):
     evaluator_version: str = Field(min_length=1)
     fingerprint: str | None = Field(
         default=None, pattern=SHA256_PATTERN,
-        description="The runner's dataset fingerprint (sha256 over every image's relative path and size) of the "
+        description="The dataset fingerprint (sha256 over every image's relative path, size and labels) of the "
                     "data the reported numbers were measured on. Verification compares it for synthetic entries.")
+
+    @model_validator(mode="after")
+    def _custom_has_fingerprint(self) -> Dataset:
+        if self.release == "custom" and self.fingerprint is None:
+            raise ValueError("a custom release is known only by its fingerprint: dataset.fingerprint is required")
+        return self
 
 
 class Verified(_Strict):
@@ -177,8 +185,11 @@ class Verified(_Strict):
     max_difference: float | None = Field(default=None, ge=0.0, strict=True, allow_inf_nan=False)
     environment: dict[str, str] = Field(default_factory=dict)
     message: str = ""
-    verifier: str = Field(default="", description="Who ran the verification (a name or handle): the trust in a "
-                                                  "verified number is the trust in its verifier.")
+    verifier: str = Field(default="", description="Who ran the verification: a name listed in the registry's "
+                                                  "verifiers.json, whose key signed this block.")
+    signature: str = Field(default="", description="base64 Ed25519 signature by the verifier's key over the entry id, "
+                                                   "weights, dataset, reported metrics and this block (less the "
+                                                   "signature); an unsigned block is refused.")
 
     @model_validator(mode="after")
     def _metrics_unless_failed(self) -> Verified:
