@@ -192,8 +192,8 @@ def test_describe_writes_a_recipe_file_that_train_reads_back(tmp_path, tiny_synt
     ("typo-setting.yaml", "method: builtins:baseline\ntrain:\n  lr_rate: 0.1\n", "unknown training setting(s) lr_rate"),
     ("syntax.yaml", "method: builtins:baseline\ntrain:\n  lr: [0.1\n  epochs: 2\n", "YAML syntax error at line 4 column 9"),
     ("twice.yaml", "method: builtins:baseline\ntrain:\n  lr: 0.1\n  lr: 0.2\n", "line 4: key 'lr' is given twice"),
-    ("twice.json", '{"method": "builtins:baseline", "train": {"lr": 0.1, "lr": 0.2}}', "key 'lr' is given twice"),
-    ("broken.json", '{"method": "builtins:baseline",\n "train": {lr: 0.1}}', "line 2 column 12"),
+    ("twice.json", '{"method": "builtins:baseline", "train": {"lr": 0.1, "lr": 0.2}}', "the key 'lr' appears twice"),
+    ("broken.json", '{"method": "builtins:baseline",\n "train": {lr: 0.1}}', "at line 2, column 12"),
     ("nan.yaml", "method: builtins:baseline\ntrain:\n  lr: .nan\n", "lr=nan: Input should be a finite number"),
     ("size.yaml", "method: builtins:baseline\ntrain:\n  image_size: [0, 0]\n", "allowed: >= 16 and <= 1024"),
 ])

@@ -12,12 +12,12 @@ This module imports torch only when a model is built, so describing a recipe sta
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from atzoo.config import BACKBONE_PREFIX, build_train_config, split_overrides
 from atzoo.errors import AtzooError
+from atzoo.formats.jsonfile import parse_json
 from atzoo.formats.model import validate_data
 from atzoo.formats.recipe import Provider, ResolvedRecipe
 from atzoo.plugin import LossContext
@@ -117,31 +117,8 @@ def read_recipe_file(path: str | Path) -> tuple[str | None, dict[str, Any]]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise AtzooError(f"cannot read recipe file {path}: {error}") from None
-    document = _parse_json(text, path) if path.suffix.lower() == ".json" else _parse_yaml(text, path)
+    document = parse_json(text, str(path)) if path.suffix.lower() == ".json" else _parse_yaml(text, path)
     return recipe_file_overrides(document, str(path))
-
-
-def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ValueError(f"key {key!r} is given twice")
-        seen[key] = value
-    return seen
-
-
-def _parse_json(text: str, path: Path) -> Any:
-    try:
-        return json.loads(text, object_pairs_hook=_refuse_duplicate_keys,
-                          parse_constant=lambda name: _raise(f"{name} is not a number atzoo accepts"))
-    except json.JSONDecodeError as error:
-        raise AtzooError(f"{path}: line {error.lineno} column {error.colno}: {error.msg}") from None
-    except ValueError as error:
-        raise AtzooError(f"{path}: {error}") from None
-
-
-def _raise(message: str) -> Any:
-    raise ValueError(message)
 
 
 def _parse_yaml(text: str, path: Path) -> Any:
