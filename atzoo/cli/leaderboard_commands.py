@@ -36,7 +36,8 @@ def submit(source: Path, weights_ref: str | None, push_to: str | None, sha256: s
            pretraining: str,
            entry_id: str | None, name: str | None, task_family: str, paper: str | None, code: str | None,
            extra_training_data: tuple[str, ...], re_ranking: bool, tta: tuple[str, ...], query_expansion: bool,
-           notes: str, dataset_release: str | None, dry_run: bool, registry_dir: Path | None) -> None:
+           notes: str, dataset_release: str | None, cross_results: Path | None, dry_run: bool,
+           registry_dir: Path | None) -> None:
     """Check a run directory or an exported package and write its leaderboard entry."""
     from atzoo.leaderboard.store import load_snapshot, write_entry
     from atzoo.leaderboard.submit import next_step, prepare_submission
@@ -54,7 +55,7 @@ def submit(source: Path, weights_ref: str | None, push_to: str | None, sha256: s
             entry_id=entry_id, name=name, task_family=task_family, paper=paper, code=code,
             extra_training_data=extra_training_data, re_ranking=re_ranking, tta=tta,
             query_expansion=query_expansion, notes=notes, dataset_release=dataset_release,
-            snapshot=load_snapshot(root))
+            snapshot=load_snapshot(root), cross_results=cross_results or _run_cross_results(source))
         for note in submission.notes:
             click.echo(f"Note: {note}", err=True)
         if dry_run:
@@ -63,6 +64,13 @@ def submit(source: Path, weights_ref: str | None, push_to: str | None, sha256: s
             return
         path = write_entry(root, submission.entry)
     click.echo(next_step(path, submission.entry.dataset.release))
+
+
+def _run_cross_results(source: Path) -> Path | None:
+    from atzoo.formats.cross_metrics import CROSS_METRICS
+
+    candidate = source / CROSS_METRICS
+    return candidate if candidate.is_file() else None
 
 
 @click.group()
@@ -200,14 +208,18 @@ def keygen(name: str, key_path: Path | None, registry_dir: Path | None) -> None:
 @click.option("--key", "key_path", envvar="ATZOO_VERIFIER_KEY", show_envvar=True,
               type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The verifier's private key (default: ~/.config/atzoo/keys/VERIFIER.pem).")
+@click.option("--cross", "cross", multiple=True, metavar="NAME=ROOT",
+              help="Also re-measure the entry's cross-dataset figures on this local public dataset (repeatable).")
 @registry_option
 def verify(entry: str, data_root: Path, tolerance: float | None, device: str | None, no_progress: bool,
-           verifier: str, key_path: Path | None, registry_dir: Path | None) -> None:
+           verifier: str, key_path: Path | None, cross: tuple[str, ...], registry_dir: Path | None) -> None:
     """Fetch the entry's exact weights, re-evaluate them on the local dataset, write the signed verified block."""
     from atzoo.leaderboard.signing import default_key_path, load_signer, private_key_warning
     from atzoo.leaderboard.verify import DEFAULT_TOLERANCE, verify_entry
+    from atzoo.runner.cross_evaluation import parse_cross_spec
 
     with user_errors():
+        cross_specs = [parse_cross_spec(spec) for spec in cross]
         path = _entry_file(registry_dir, entry)
         signer = load_signer(verifier, key_path)
         warning = private_key_warning(key_path or default_key_path(signer.name))
@@ -216,7 +228,7 @@ def verify(entry: str, data_root: Path, tolerance: float | None, device: str | N
         registry_root = registry_dir if registry_dir is not None or path.parent.name != "entries" else path.parent.parent
         result = verify_entry(path, data_root, signer=signer, registry_dir=_registry(registry_root),
                               tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance, device=device,
-                              progress=not no_progress)
+                              progress=not no_progress, cross=cross_specs)
     verified = result.verified
     difference = "-" if verified.max_difference is None else f"{verified.max_difference:.2f}"
     click.echo(f"{result.id}: {verified.status} (max difference {difference} points, tolerance "

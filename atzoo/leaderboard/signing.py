@@ -156,14 +156,20 @@ def signed_content(entry: Entry, verified: Verified) -> dict[str, Any]:
     """Everything a verified number depends on, as signed."""
     data = entry.to_json()
     weights = data["weights"] or {}
-    return {
+    cross_fields = {"cross_dataset", "cross_unavailable"}
+    cross_measured = verified.cross_dataset is not None or bool(verified.cross_unavailable)
+    content = {
         "purpose": SIGNATURE_PURPOSE,
         "entry_id": entry.id,
         "weights": {key: weights.get(key) for key in ("repo", "revision", "filename", "sha256")},
         "dataset": data["dataset"],
         "reported": data["reported"],
-        "verified": verified.model_dump(mode="json", by_alias=True, exclude={"signature"}),
+        "verified": verified.model_dump(mode="json", by_alias=True,
+                                        exclude={"signature"} | (set() if cross_measured else cross_fields)),
     }
+    if data.get("cross_dataset") is not None:
+        content["reported_cross_dataset"] = data["cross_dataset"]
+    return content
 
 
 def sign_verified(entry: Entry, verified: Verified, signer: Signer) -> Verified:

@@ -47,6 +47,9 @@ def submit_parameters() -> list[click.Parameter]:
         click.Option(["--notes"], default="", help="Anything else a reader should know about the numbers."),
         click.Option(["--dataset-release"], type=click.Choice(RELEASES),
                      help="AT-USTC release (needed for a run dir trained on AT-USTC; checked for a package)."),
+        click.Option(["--cross-results"], type=click.Path(dir_okay=False, path_type=Path),
+                     help="Report the cross-dataset figures of this file (written by `atzoo evaluate --cross` with "
+                          "these weights; default: the run's cross_metrics.json when there is one)."),
         click.Option(["--dry-run"], is_flag=True, help="Check everything and print the entry; write nothing."),
         click.Option(["--dir", "registry_dir"], type=click.Path(path_type=Path), default=None, help=REGISTRY_HELP),
     ]
