@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from atzoo.registry import Registry
 
 FORMAT = "atzoo-model-1"
+RUN_FORMAT = "atzoo-run-1"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 DATASET_RELEASES = ("403k", "135k", "synthetic")
 SYNTHETIC_MANIFEST = "synthetic.json"
@@ -318,6 +319,11 @@ def read_package(path: str | os.PathLike) -> ModelPackage:
         raise PackageError(f"{path} has no {WEIGHTS}; a model package holds {', '.join(PACKAGE_FILES)}")
     if not (path / CONFIG).is_file():
         raise PackageError(f"{path} has no {CONFIG}; without it the model cannot be rebuilt")
+    raw = read_json(path / CONFIG)
+    if isinstance(raw, dict) and raw.get("format") == RUN_FORMAT:
+        raise PackageError(f"{path} is a run directory (made by `atzoo train`), not a model package: export it "
+                           f"first with `atzoo export {path} OUT_DIR` (`atzoo embed` and the app's demo also take "
+                           f"the run directory itself)")
     return ModelPackage(path, read_package_config(path / CONFIG))
 
 

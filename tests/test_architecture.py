@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "atzoo"
 # Bottom to top. A module belongs to the layer of its longest matching prefix.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("formats and protocol facts", ("atzoo.errors", "atzoo.protocol", "atzoo.formats", "atzoo.io", "atzoo.config",
-                                    "atzoo.outputs")),
+                                    "atzoo.outputs", "atzoo.weights_bytes")),
     ("data and evaluation", ("atzoo.data", "atzoo.evaluation")),
     ("plugin contract and registry", ("atzoo.plugin", "atzoo.registry", "atzoo.builtins", "atzoo.backbones",
                                       "atzoo.losses", "atzoo.model")),

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
-from atzoo.cli.output import print_metrics
+from atzoo.cli.output import echo_elapsed, elapsed, print_metrics
 from atzoo.config import parse_overrides
 from atzoo.formats import read_json
+from atzoo.zoo import QUICKSTART_RUN
 
 DEFAULT_SYNTHETIC_ROOT = Path("data/synthetic-atustc")
-DEFAULT_QUICKSTART_RUN = Path("runs/quickstart")
+DEFAULT_QUICKSTART_RUN = QUICKSTART_RUN
 
 
 def train_request(method: str | None, config: Path | None, settings: tuple[str, ...]) -> tuple[str, dict]:
@@ -54,6 +55,7 @@ def train(method: str | None, config: Path | None, data_root: Path | None, out_d
     from atzoo.runner.distributed import is_main_process
     from atzoo.runner.rundir import METRICS_FILE
 
+    started = time.perf_counter()
     method, overrides = train_request(method, config, settings)
     run = run_training(method, data_root, out_dir, overrides, resume=resume, skip_bad_names=skip_bad_names)
     metrics_file = run.file(METRICS_FILE)
@@ -61,6 +63,7 @@ def train(method: str | None, config: Path | None, data_root: Path | None, out_d
         print_metrics(read_json(metrics_file), as_json)
         if not as_json:
             click.echo(f"Run written to {run.path}")
+        echo_elapsed("atzoo train", started)
 
 
 @click.command()
@@ -92,7 +95,8 @@ def evaluate(run_dir: Path, data_root: Path | None, skip_bad_names: bool, cross:
         return
     from atzoo.runner import evaluate_run
 
-    print_metrics(evaluate_run(run_dir, data_root, skip_bad_names=skip_bad_names), as_json)
+    with elapsed("atzoo evaluate"):
+        print_metrics(evaluate_run(run_dir, data_root, skip_bad_names=skip_bad_names), as_json)
 
 
 @click.command()
