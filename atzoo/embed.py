@@ -152,7 +152,7 @@ def load_embedding_model(model_ref: str | os.PathLike, *, registry: Registry | N
         model, recipe = load_run_model(run, registry or load_registry(), torch.device(device))
         return EmbeddingModel(model, _size(recipe.input_size), recipe.normalization)
     model = load(model_ref, registry=registry, device=device)
-    config = model.atzoo_config
+    config = getattr(model, "atzoo_config")  # noqa: B009 - set by build_package_model, unknown to nn.Module's type
     mean, std = config["normalization"]
     return EmbeddingModel(model, _size(config["input_size"]), (tuple(mean), tuple(std)))
 

@@ -27,7 +27,7 @@ from atzoo.formats import (checked, json_type_name, model_data, permissions_from
                            write_json, write_text_atomic)
 from atzoo.formats.card import CardMetadata, render_card_metadata
 from atzoo.formats.packageconfig import (CARD, CONFIG, PACKAGE_FILES, RESULTS, WEIGHTS, PackageConfig,
-                                        read_package_config, write_package_config)
+                                        MAX_CONFIG_BYTES, write_package_config)
 from atzoo.formats.recipe import Provider
 from atzoo.formats.runconfig import RunConfig
 from atzoo.protocol import PROTOCOL_VERSION, SCENARIOS
@@ -319,12 +319,12 @@ def read_package(path: str | os.PathLike) -> ModelPackage:
         raise PackageError(f"{path} has no {WEIGHTS}; a model package holds {', '.join(PACKAGE_FILES)}")
     if not (path / CONFIG).is_file():
         raise PackageError(f"{path} has no {CONFIG}; without it the model cannot be rebuilt")
-    raw = read_json(path / CONFIG)
-    if isinstance(raw, dict) and raw.get("format") == RUN_FORMAT:
+    config = read_json(path / CONFIG, max_bytes=MAX_CONFIG_BYTES)
+    if isinstance(config, dict) and config.get("format") == RUN_FORMAT:
         raise PackageError(f"{path} is a run directory (made by `atzoo train`), not a model package: export it "
                            f"first with `atzoo export {path} OUT_DIR` (`atzoo embed` and the app's demo also take "
                            f"the run directory itself)")
-    return ModelPackage(path, read_package_config(path / CONFIG))
+    return ModelPackage(path, validate_data(config, PackageConfig, str(path / CONFIG)))
 
 
 def _require_plugin(package: ModelPackage, registry: Registry) -> None:

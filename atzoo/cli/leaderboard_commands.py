@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import click
@@ -10,6 +11,10 @@ import click
 from atzoo.cli.output import console, user_errors
 from atzoo.leaderboard.submit_options import REGISTRY_HELP, submit_parameters
 from atzoo.formats.entry import RELEASES
+
+if TYPE_CHECKING:
+    from atzoo.formats.verifiers import VerifiersFile
+    from atzoo.leaderboard.store import Snapshot
 
 
 def registry_option(function):
@@ -112,7 +117,7 @@ def check(ctx: click.Context, entry_files: tuple[Path, ...], registry_dir: Path 
         ctx.exit(2)
 
 
-def _file_problems(path: Path, snapshot, listing) -> list[str]:
+def _file_problems(path: Path, snapshot: Snapshot | None, listing: VerifiersFile) -> list[str]:
     from atzoo.errors import LeaderboardError
     from atzoo.io import read_json_checked
     from atzoo.formats.entry import Entry, entry_problems
@@ -232,6 +237,7 @@ def verify(entry: str, data_root: Path, tolerance: float | None, device: str | N
                               tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance, device=device,
                               progress=not no_progress, cross=cross_specs)
     verified = result.verified
+    assert verified is not None, "verify_entry always writes a verified block"
     difference = "-" if verified.max_difference is None else f"{verified.max_difference:.2f}"
     click.echo(f"{result.id}: {verified.status} (max difference {difference} points, tolerance "
                f"{verified.tolerance}) - {verified.message}")
@@ -262,6 +268,7 @@ def moderate(entry_id: str, flag_reason: str | None, unflag: bool, withdraw: boo
         elif withdraw:
             entry = moderation.withdraw(root, entry_id)
         else:
+            assert superseded_by is not None, "exactly one action was chosen above"
             entry = moderation.supersede(root, entry_id, superseded_by)
     click.echo(f"{entry.id}: {json.dumps(entry.moderation.model_dump())}")
 

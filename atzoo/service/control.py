@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -10,7 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from atzoo.errors import LeaderboardError, ServiceError
+from atzoo.errors import FormatError, LeaderboardError, ServiceError
+from atzoo.formats.jsonfile import read_json
 from atzoo.service.jobs import train_spec, verify_spec
 from atzoo.service.processes import kill_job_processes
 from atzoo.service.queue import Job, Queue, open_queue
@@ -93,8 +93,8 @@ def submit_verify(runner_dir: str | os.PathLike, entry: str | os.PathLike, data_
     if not entry.is_file():
         raise ServiceError(f"leaderboard entry {entry} does not exist (expected an entry JSON file)")
     try:
-        content = json.loads(entry.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        content = read_json(entry)
+    except FormatError as error:
         raise ServiceError(f"leaderboard entry {entry} is not readable JSON: {error}") from None
     if not isinstance(content, dict):
         raise ServiceError(f"leaderboard entry {entry} must hold a JSON object, found {type(content).__name__}")

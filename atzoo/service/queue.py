@@ -242,7 +242,8 @@ class Queue:
                 "INSERT INTO jobs (kind, target, spec, gpus, time_limit_s, memory_limit_gb, state, submitted) "
                 "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
                 (kind, target, job_spec_text(kind, spec), gpus, time_limit_s, memory_limit_gb, time.time()))
-            return int(cursor.lastrowid)
+            assert cursor.lastrowid is not None, "an INSERT always sets lastrowid"
+            return cursor.lastrowid
 
     def request_cancel(self, job_id: int) -> Job:
         """A queued job is cancelled at once; a running one is flagged for its worker to stop."""
