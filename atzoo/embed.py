@@ -103,7 +103,7 @@ def embed_images(model: Any, paths: Sequence[Path], input_size: tuple[int, int],
 
     if batch_size < 1:
         raise AtzooError(f"batch size must be at least 1, got {batch_size}")
-    transform = build_eval_transform(tuple(input_size), normalization)
+    transform = build_eval_transform(input_size, normalization)
     model = model.to(device).eval()
     chunks = []
     with torch.no_grad(), tqdm(total=len(paths), desc="embed", unit="img", disable=None if progress else True,
