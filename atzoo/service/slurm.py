@@ -925,6 +925,8 @@ def sync(runner: RunnerDir, queue: Queue, *, job_ids: set[int] | None = None,
 
 def cancel(runner: RunnerDir, queue: Queue, job: Job) -> Job:
     """Cancel a Slurm job: at once if Slurm does not have it yet, else through `scancel`."""
+    if job.state in TERMINAL:
+        raise ServiceError(f"job {job.id} is already {job.state}; nothing to cancel")
     with SlurmRecords(runner) as records:
         record = records.get(job.id)
         if record is None or record.slurm_id is None:
