@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from atzoo.cli.output import console, user_errors
 from atzoo.service.control import DEFAULT_STALE_AFTER_S, WORKER_GONE
 from atzoo.service.runnerdir import DEFAULT_RUNNER_DIR, ENV_RUNNER_DIR
+
+if TYPE_CHECKING:
+    from atzoo.service.control import SlurmSubmission
+    from atzoo.service.slurm import SlurmOptions, SyncReport
 
 STATE_STYLES = {"queued": "cyan", "running": "yellow", "done": "green", "failed": "red", "cancelled": "dim"}
 
@@ -69,7 +75,7 @@ SLURM_OPTIONS = (
 )
 
 
-def _slurm_option_flags(function):
+def _slurm_option_flags(function: Callable) -> Callable:
     """The Slurm options of `submit` and `slurm-defaults` (`--slurm-arg KEY=VALUE` for any other)."""
     function = click.option("--slurm-arg", "slurm_args", multiple=True, metavar="KEY=VALUE",
                             help="Any other sbatch option, e.g. --slurm-arg mail-type=END. Repeatable.")(function)
@@ -78,18 +84,19 @@ def _slurm_option_flags(function):
     return function
 
 
-def _backend_options(function):
+def _backend_options(function: Callable) -> Callable:
     function = _slurm_option_flags(function)
     return click.option("--backend", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
                         help="Who runs the job: the local workers (`atzoo runner work`) or a Slurm cluster.")(function)
 
 
-def _slurm_request(values: dict) -> dict:
+def _slurm_request(values: dict[str, Any]) -> dict[str, Any]:
     return {flag.lstrip("-").replace("-", "_"): values.pop(flag.lstrip("-").replace("-", "_"))
             for flag, *_ in SLURM_OPTIONS}
 
 
-def _slurm_options(backend: str, slurm_values: dict, slurm_args: tuple[str, ...], local: dict):
+def _slurm_options(backend: str, slurm_values: dict[str, Any], slurm_args: tuple[str, ...],
+                   local: dict[str, tuple[str, Any, Any]]) -> SlurmOptions | None:
     """The Slurm options of a submission, refusing options of the other backend."""
     from atzoo.service.slurm import SlurmOptions, parse_slurm_args
 
@@ -107,7 +114,7 @@ def _slurm_options(backend: str, slurm_values: dict, slurm_args: tuple[str, ...]
     return SlurmOptions(**slurm_values, args=parse_slurm_args(slurm_args))
 
 
-def _report_slurm(submission, what: str) -> None:
+def _report_slurm(submission: SlurmSubmission, what: str) -> None:
     for warning in submission.warnings:
         click.echo(f"Warning: {warning}", err=True)
     if submission.slurm_job:
@@ -131,7 +138,7 @@ def _report_slurm(submission, what: str) -> None:
 def submit_train_command(ctx: click.Context, method: str, data_root: Path, settings: tuple[str, ...], gpus: int,
                          entry: bool, entry_args: tuple[str, ...], time_limit: float | None,
                          memory_limit: float | None, backend: str, slurm_args: tuple[str, ...],
-                         **slurm_values) -> None:
+                         **slurm_values: Any) -> None:
     """Queue the training of METHOD (checked now: method, settings and dataset). With --backend slurm it
     is submitted to Slurm through submitit."""
     from atzoo.service import submit_train
@@ -160,7 +167,7 @@ def submit_train_command(ctx: click.Context, method: str, data_root: Path, setti
 @click.pass_context
 def submit_verify_command(ctx: click.Context, entry: Path, data_root: Path, time_limit: float | None,
                           memory_limit: float | None, backend: str, slurm_args: tuple[str, ...],
-                          **slurm_values) -> None:
+                          **slurm_values: Any) -> None:
     """Queue the verification of the leaderboard entry file ENTRY."""
     from atzoo.service import submit_verify
     from atzoo.service.control import submit_slurm_verify
@@ -185,7 +192,7 @@ def _duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def _say_sync(report) -> None:
+def _say_sync(report: SyncReport) -> None:
     for job_id, slurm_job in report.submitted:
         click.echo(f"job {job_id} submitted to Slurm as job {slurm_job}", err=True)
     for job_id, message in report.deferred:
@@ -288,7 +295,7 @@ def sync(ctx: click.Context) -> None:
 @_slurm_option_flags
 @click.option("--clear", is_flag=True, help="Replace the defaults by the options given (none: remove them all).")
 @click.pass_context
-def slurm_defaults_command(ctx: click.Context, slurm_args: tuple[str, ...], clear: bool, **slurm_values) -> None:
+def slurm_defaults_command(ctx: click.Context, slurm_args: tuple[str, ...], clear: bool, **slurm_values: Any) -> None:
     """Show or set the runner directory's Slurm defaults (a lab sets partition, account, time... once;
     a submission's own options win). Without options, prints them."""
     from atzoo.service.control import slurm_defaults

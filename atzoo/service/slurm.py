@@ -906,8 +906,8 @@ def sync(runner: RunnerDir, queue: Queue, *, job_ids: set[int] | None = None,
                 report.changed.append((job.id, "failed"))
             elif slurm_records[job.id].slurm_id is None and job.state == "queued":
                 submit_pending(runner, records, job, report, python)
-        watched = [(job, records.get(job.id)) for job in jobs]
-        watched = [(job, record) for job, record in watched if record is not None and record.slurm_id is not None]
+        latest = records.all()
+        watched = [(job, latest[job.id]) for job in jobs if job.id in latest and latest[job.id].slurm_id is not None]
         ids = sorted({record.slurm_id for _, record in watched if record.slurm_id})
         try:
             controller: dict[str, Seen] | None = controller_view(ids)
