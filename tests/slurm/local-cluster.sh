@@ -59,7 +59,7 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 write_configs() {
   local host cpus memory
   host=$(hostname -s)
-  cpus=$(nproc)
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # nproc obeys OMP_NUM_THREADS otherwise
   memory=$(( $(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo) - 2048 ))
   [ "$memory" -lt 1024 ] && memory=1024
   mkdir -p "$STATE"/{etc,state,spool,log,run,mysql-data}
@@ -185,7 +185,7 @@ node_idle() {
   state=$(sinfo -h -N -o '%T' 2>/dev/null | head -n1)
   case "$state" in
     idle|mixed|allocated) return 0 ;;
-    down*|drain*)  scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1 || true; return 1 ;;
+    down*|drain*|inval*)  scontrol update nodename="$(hostname -s)" state=resume >/dev/null 2>&1 || true; return 1 ;;
     *) return 1 ;;
   esac
 }
