@@ -36,7 +36,8 @@ from atzoo.runner.rundir import CHECKPOINT, CONFIG, DATASET, ENVIRONMENT, METRIC
 from atzoo.service import cancel_job, get_job, open_queue, open_runner_dir, retry_job
 from atzoo.service.control import job_record, submit_slurm_train, sync_slurm
 from atzoo.service.processes import JOB_ENV
-from atzoo.service.slurm import SlurmOptions, job_name
+from atzoo.service.slurm import job_name
+from atzoo.service.slurm_options import SlurmOptions
 
 CLUSTER_SCRIPT = Path(__file__).resolve().parents[1] / "tests" / "slurm" / "local-cluster.sh"
 RUN_FILES = (CONFIG, CHECKPOINT, MODEL, METRICS, ENVIRONMENT, DATASET, TRAIN_LOG)

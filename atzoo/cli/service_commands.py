@@ -16,7 +16,8 @@ from atzoo.service.runnerdir import DEFAULT_RUNNER_DIR, ENV_RUNNER_DIR
 
 if TYPE_CHECKING:
     from atzoo.service.control import SlurmSubmission
-    from atzoo.service.slurm import SlurmOptions, SyncReport
+    from atzoo.service.slurm import SyncReport
+    from atzoo.service.slurm_options import SlurmOptions
 
 STATE_STYLES = {"queued": "cyan", "running": "yellow", "done": "green", "failed": "red", "cancelled": "dim"}
 
@@ -98,7 +99,7 @@ def _slurm_request(values: dict[str, Any]) -> dict[str, Any]:
 def _slurm_options(backend: str, slurm_values: dict[str, Any], slurm_args: tuple[str, ...],
                    local: dict[str, tuple[str, Any, Any]]) -> SlurmOptions | None:
     """The Slurm options of a submission, refusing options of the other backend."""
-    from atzoo.service.slurm import SlurmOptions, parse_slurm_args
+    from atzoo.service.slurm_options import SlurmOptions, parse_slurm_args
 
     given = [f"--{name.replace('_', '-')}" for name, value in slurm_values.items() if value is not None]
     given += ["--slurm-arg"] if slurm_args else []
@@ -299,7 +300,7 @@ def slurm_defaults_command(ctx: click.Context, slurm_args: tuple[str, ...], clea
     """Show or set the runner directory's Slurm defaults (a lab sets partition, account, time... once;
     a submission's own options win). Without options, prints them."""
     from atzoo.service.control import slurm_defaults
-    from atzoo.service.slurm import SlurmOptions, parse_slurm_args
+    from atzoo.service.slurm_options import SlurmOptions, parse_slurm_args
 
     with user_errors():
         values = _slurm_request(slurm_values)

@@ -17,7 +17,8 @@ from atzoo.service.jobs import train_spec, verify_spec
 from atzoo.service.processes import kill_job_processes
 from atzoo.service.queue import Job, Queue, open_queue
 from atzoo.service.runnerdir import JOBS, MARKER, RunnerDir, open_runner_dir
-from atzoo.service.slurm import SlurmOptions, SyncReport
+from atzoo.service.slurm import SyncReport
+from atzoo.service.slurm_options import SlurmOptions, read_defaults, write_defaults
 from atzoo.service.worker import DEFAULT_STALE_AFTER_S
 
 BACKBONE_PREFIX = "backbone."
@@ -171,7 +172,7 @@ def _defaults_of(runner_dir: str | os.PathLike) -> SlurmOptions:
     path = Path(runner_dir)
     if not (path / MARKER).is_file():
         return SlurmOptions()
-    return slurm.read_defaults(open_runner_dir(path))
+    return read_defaults(open_runner_dir(path))
 
 
 def _submit_to_slurm(runner_dir: str | os.PathLike, kind: str, target: str, spec: dict[str, Any],
@@ -222,7 +223,7 @@ def slurm_defaults(runner_dir: str | os.PathLike, options: SlurmOptions | None =
     if options is None and not clear:
         return _defaults_of(runner_dir)
     runner = open_runner_dir(runner_dir, create=True)
-    return slurm.write_defaults(runner, options or SlurmOptions(), merge=not clear)
+    return write_defaults(runner, options or SlurmOptions(), merge=not clear)
 
 
 def _require_verifiable(path: Path) -> None:

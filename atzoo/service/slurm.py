@@ -26,26 +26,22 @@ import math
 import re
 import shlex
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from atzoo.errors import ServiceError
-from atzoo.io import read_json, write_json_atomic
 from atzoo.runner.rundir import TRAIN_LOG
 from atzoo.service.jobs import Step, job_result, train_steps, verify_steps
 from atzoo.service.queue import TERMINAL, Job, Queue
 from atzoo.service.runnerdir import RunnerDir
-from atzoo.service.slurm_task import SlurmTask, read_events
+from atzoo.service.slurm_options import SlurmOptions, time_seconds
+from atzoo.service.slurm_records import SCHEDULER_PREFIX, Record, SlurmRecords
 from atzoo.service.worker import error_line, log_tail
 
-SETTINGS_FILE = "settings.json"
-SETTINGS_FORMAT = "atzoo-runner-settings-1"
 SLURM_FOLDER = "slurm"
 CLIENT_COMMANDS = ("sbatch", "squeue", "sacct", "scancel", "srun", "sinfo")
 INSTALL_HINT = ("Install Slurm's client commands and point them at your cluster (Debian/Ubuntu: `apt-get install "
@@ -55,12 +51,10 @@ INSTALL_HINT = ("Install Slurm's client commands and point them at your cluster 
 UNREACHABLE = ("Unable to contact slurm controller", "Socket timed out", "Connection refused",
                "Zero Bytes were transmitted", "Unable to connect", "Connection timed out")
 COMMAND_TIMEOUT_S = 120.0
-SUBMISSION_STALE_S = 300.0
 VANISHED_GRACE_S = 60.0
 UNLIMITED_TIME_MINUTES = 3 * 24 * 60
 SHORT_TIME_S = 300
 MAX_SIGNAL_DELAY_S = 90
-SCHEDULER_PREFIX = "scheduler "
 
 QUEUED_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
 RUNNING_STATES = {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STAGE_OUT", "RESIZING", "SIGNALING",
@@ -68,193 +62,12 @@ RUNNING_STATES = {"RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "STAGE_OU
 FINISHED_STATES = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
                    "DEADLINE", "PREEMPTED", "REVOKED"}
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS slurm_jobs (
-    job_id INTEGER PRIMARY KEY,
-    options TEXT NOT NULL,
-    command TEXT NOT NULL,
-    slurm_id TEXT,
-    submitting REAL,
-    scheduler_state TEXT,
-    node TEXT,
-    elapsed_s REAL,
-    checked REAL
-);
-CREATE TABLE IF NOT EXISTS slurm_history (
-    job_id INTEGER NOT NULL,
-    time REAL NOT NULL,
-    slurm_id TEXT,
-    event TEXT NOT NULL,
-    detail TEXT
-);
-CREATE INDEX IF NOT EXISTS slurm_history_by_job ON slurm_history (job_id, time);
-"""
-
-# --slurm-arg keys that atzoo sets itself, and those that have an option of their own
-RESERVED_ARGS = {"output": "", "error": "", "array": "", "signal": "", "open-mode": "", "job-name": "",
-                 "comment": "", "wrap": "", "parsable": "", "test-only": "", "ntasks": "--tasks-per-node",
-                 "requeue": "", "no-requeue": "", "export": ""}
-DEDICATED_ARGS = {"partition": "--partition", "p": "--partition", "nodes": "--nodes", "N": "--nodes",
-                  "ntasks-per-node": "--tasks-per-node", "gpus-per-node": "--gpus-per-node",
-                  "cpus-per-task": "--cpus-per-task", "c": "--cpus-per-task", "mem": "--mem", "time": "--time",
-                  "t": "--time", "account": "--account", "A": "--account", "qos": "--qos", "q": "--qos",
-                  "constraint": "--constraint", "C": "--constraint"}
-ARG_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]?B?$", re.IGNORECASE)
-TIME = re.compile(r"^(?:(?P<days>[0-9]+)-)?(?P<a>[0-9]+)(?::(?P<b>[0-9]+))?(?::(?P<c>[0-9]+))?$")
-
-
 class ControllerUnreachable(ServiceError):
     """The Slurm controller did not answer (it is down, or the network is): try again later."""
 
 
 class SlurmRefused(ServiceError):
     """Slurm refused a request (an unknown partition or account, a limit the job exceeds)."""
-
-
-# -- options ---------------------------------------------------------------------------------------
-
-
-def time_seconds(text: str) -> int:
-    """A Slurm time limit in seconds: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M` or `D-H:M:S`."""
-    match = TIME.match(text.strip())
-    if not match:
-        raise ServiceError(f"--time {text!r} is not a Slurm time: expected MINUTES, MINUTES:SECONDS, "
-                           f"HOURS:MINUTES:SECONDS, DAYS-HOURS, DAYS-HOURS:MINUTES or DAYS-HOURS:MINUTES:SECONDS")
-    days, parts = match["days"], [int(part) for part in (match["a"], match["b"], match["c"]) if part is not None]
-    if days is not None:
-        hours, minutes, seconds = (parts + [0, 0])[:3]
-        total = int(days) * 86400 + hours * 3600 + minutes * 60 + seconds
-    elif len(parts) == 3:
-        total = parts[0] * 3600 + parts[1] * 60 + parts[2]
-    else:
-        total = parts[0] * 60 + (parts[1] if len(parts) == 2 else 0)
-    if total <= 0:
-        raise ServiceError(f"--time {text!r} is not a positive time limit")
-    return total
-
-
-@dataclass(frozen=True)
-class SlurmOptions:
-    """What a Slurm job asks for. `None` leaves the choice to the runner directory's defaults, then to
-    Slurm. `args`: any other sbatch option, as (KEY, VALUE) pairs (`--slurm-arg KEY=VALUE`)."""
-
-    partition: str | None = None
-    nodes: int | None = None
-    tasks_per_node: int | None = None
-    gpus_per_node: int | None = None
-    cpus_per_task: int | None = None
-    mem: str | None = None
-    time: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    args: tuple[tuple[str, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        for name in ("nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ServiceError(f"--{name.replace('_', '-')} must be a whole number of at least 1, got {value!r}")
-        for name in ("partition", "mem", "time", "account", "qos", "constraint"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value.strip() or "\n" in value):
-                raise ServiceError(f"--{name} must be a non-empty one-line text, got {value!r}")
-        if self.mem is not None and not MEMORY.match(self.mem):
-            raise ServiceError(f"--mem {self.mem!r} is not a Slurm memory size: expected a number with an optional "
-                               f"unit K, M, G or T (e.g. 16G, 4000M)")
-        if self.time is not None:
-            time_seconds(self.time)
-        for key, value in self.args:
-            _check_arg(key, value)
-
-    def over(self, defaults: SlurmOptions) -> SlurmOptions:
-        """These options, each unset one taken from `defaults` (extra args merged, these winning)."""
-        merged = {f.name: getattr(self, f.name) if getattr(self, f.name) is not None else getattr(defaults, f.name)
-                  for f in fields(self) if f.name != "args"}
-        args = dict(defaults.args)
-        args.update(dict(self.args))
-        return SlurmOptions(**merged, args=tuple(args.items()))
-
-    @property
-    def tasks(self) -> int:
-        """Tasks per node: one per GPU, else `--tasks-per-node`, else 1."""
-        return self.tasks_per_node or self.gpus_per_node or 1
-
-    def to_json(self) -> dict[str, Any]:
-        data = {key: value for key, value in asdict(self).items() if value is not None and key != "args"}
-        if self.args:
-            data["args"] = dict(self.args)
-        return data
-
-    @classmethod
-    def from_json(cls, data: Any, source: str) -> SlurmOptions:
-        if not isinstance(data, dict):
-            raise ServiceError(f"{source}: expected an object of Slurm options, found {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ServiceError(f"{source}: unknown Slurm option(s) {', '.join(unknown)}; expected some of "
-                               f"{', '.join(sorted(known))}")
-        args = data.get("args", {})
-        if not isinstance(args, dict) or not all(isinstance(v, str) for v in args.values()):
-            raise ServiceError(f"{source}: 'args' must be an object of sbatch option names to text values")
-        try:
-            return cls(**{**{k: v for k, v in data.items() if k != "args"}, "args": tuple(args.items())})
-        except ServiceError as error:
-            raise ServiceError(f"{source}: {error}") from None
-
-
-def _check_arg(key: str, value: str) -> None:
-    if not ARG_KEY.match(key):
-        raise ServiceError(f"--slurm-arg {key}={value}: {key!r} is not an sbatch option name (letters, digits, -)")
-    name = key.replace("_", "-")
-    if name in RESERVED_ARGS:
-        hint = RESERVED_ARGS[name]
-        raise ServiceError(f"--slurm-arg {key}: atzoo sets --{name} itself" + (f"; use {hint}" if hint else ""))
-    if name in DEDICATED_ARGS:
-        raise ServiceError(f"--slurm-arg {key}: use {DEDICATED_ARGS[name]} instead")
-    if "\n" in value:
-        raise ServiceError(f"--slurm-arg {key}: the value must be one line")
-
-
-def parse_slurm_args(pairs: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """`["mail-type=END", "exclusive"]` -> `(("mail-type", "END"), ("exclusive", ""))`; a key alone is a flag."""
-    parsed: dict[str, str] = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        _check_arg(key.strip(), value)
-        parsed[key.strip().replace("_", "-")] = value
-    return tuple(parsed.items())
-
-
-# -- lab defaults: the runner directory's settings ------------------------------------------------
-
-
-def settings_path(runner: RunnerDir) -> Path:
-    return runner.path / SETTINGS_FILE
-
-
-def read_defaults(runner: RunnerDir) -> SlurmOptions:
-    """The runner directory's Slurm defaults (`settings.json`, key `slurm`), or none."""
-    path = settings_path(runner)
-    if not path.exists():
-        return SlurmOptions()
-    try:
-        data = read_json(path)
-    except (OSError, ValueError) as error:
-        raise ServiceError(f"{path} cannot be read as JSON ({error}); fix or remove it") from None
-    if not isinstance(data, dict) or data.get("format") != SETTINGS_FORMAT:
-        found = data.get("format") if isinstance(data, dict) else type(data).__name__
-        raise ServiceError(f"{path} has format {found!r}; expected {SETTINGS_FORMAT!r}")
-    return SlurmOptions.from_json(data.get("slurm", {}), f"{path} field 'slurm'")
-
-
-def write_defaults(runner: RunnerDir, options: SlurmOptions, *, merge: bool = True) -> SlurmOptions:
-    """Set the runner directory's Slurm defaults (merged into the present ones unless `merge` is off)."""
-    combined = options.over(read_defaults(runner)) if merge else options
-    write_json_atomic(settings_path(runner), {"format": SETTINGS_FORMAT, "slurm": combined.to_json()})
-    return combined
 
 
 # -- Slurm's commands ----------------------------------------------------------------------------
@@ -392,7 +205,7 @@ def scancel(slurm_id: str) -> None:
         raise SlurmRefused(f"scancel {slurm_id}: {_message(done.stderr)}")
 
 
-# -- the record ----------------------------------------------------------------------------------
+# -- names ------------------------------------------------------------------------------------
 
 
 def job_name(runner: RunnerDir, job_id: int) -> str:
@@ -403,182 +216,6 @@ def job_name(runner: RunnerDir, job_id: int) -> str:
 def parse_job_name(name: str) -> tuple[str, int] | None:
     match = re.fullmatch(r"atzoo-([0-9a-f]{12})-([0-9]+)", name)
     return (match[1], int(match[2])) if match else None
-
-
-@dataclass(frozen=True)
-class Record:
-    job_id: int
-    options: SlurmOptions
-    command: list[str]
-    slurm_id: str | None
-    submitting: float | None
-    scheduler_state: str | None
-    node: str | None
-    elapsed_s: float | None
-    checked: float | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Record:
-        values = dict(row)
-        values["options"] = SlurmOptions.from_json(json.loads(values["options"]), f"Slurm record of job {row['job_id']}")
-        values["command"] = json.loads(values["command"])
-        return cls(**values)
-
-
-class SlurmRecords:
-    """The Slurm tables of a runner directory's queue file (its own connection to the same SQLite file,
-    which `open_queue` has already checked). Every change is one `BEGIN IMMEDIATE` transaction."""
-
-    def __init__(self, runner: RunnerDir, *, create: bool = False) -> None:
-        self.runner = runner
-        self._db = sqlite3.connect(str(runner.queue_file), timeout=30.0, isolation_level=None,
-                                   check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA synchronous=FULL")
-        self.exists = self._has_tables()
-        if create and not self.exists:
-            with self.transaction() as db:
-                for statement in filter(str.strip, SCHEMA.split(";")):
-                    db.execute(statement)
-            self.exists = True
-
-    def _has_tables(self) -> bool:
-        names = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        return {"slurm_jobs", "slurm_history"} <= names
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> SlurmRecords:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.DatabaseError as error:
-            raise ServiceError(f"queue file {self.runner.queue_file} cannot be written: {error}") from None
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def get(self, job_id: int) -> Record | None:
-        if not self.exists:
-            return None
-        row = self._db.execute("SELECT * FROM slurm_jobs WHERE job_id = ?", (job_id,)).fetchone()
-        return Record.from_row(row) if row else None
-
-    def all(self) -> dict[int, Record]:
-        if not self.exists:
-            return {}
-        return {row["job_id"]: Record.from_row(row) for row in self._db.execute("SELECT * FROM slurm_jobs")}
-
-    def history(self, job_id: int) -> list[dict[str, Any]]:
-        if not self.exists:
-            return []
-        return [dict(row) for row in self._db.execute(
-            "SELECT time, slurm_id, event, detail FROM slurm_history WHERE job_id = ? ORDER BY time, rowid",
-            (job_id,))]
-
-    def known_ids(self, job_id: int) -> set[str]:
-        return {entry["slurm_id"] for entry in self.history(job_id) if entry["slurm_id"]}
-
-    @staticmethod
-    def _note(db: sqlite3.Connection, job_id: int, event: str, detail: str | None = None,
-              slurm_id: str | None = None) -> None:
-        db.execute("INSERT INTO slurm_history (job_id, time, slurm_id, event, detail) VALUES (?, ?, ?, ?, ?)",
-                   (job_id, time.time(), slurm_id, event, detail))
-
-    def note(self, job_id: int, event: str, detail: str | None = None, slurm_id: str | None = None) -> None:
-        with self.transaction() as db:
-            self._note(db, job_id, event, detail, slurm_id)
-
-    def add(self, job_id: int, options: SlurmOptions, command: list[str]) -> None:
-        with self.transaction() as db:
-            db.execute("INSERT INTO slurm_jobs (job_id, options, command) VALUES (?, ?, ?)",
-                       (job_id, json.dumps(options.to_json()), json.dumps(command)))
-            self._note(db, job_id, "queued", "recorded in the runner directory")
-
-    def claim_submission(self, job_id: int) -> bool:
-        """Take the right to submit a queued job that has no Slurm job yet (False: it has one, or
-        another command is submitting it right now)."""
-        now = time.time()
-        with self.transaction() as db:
-            cursor = db.execute(
-                "UPDATE slurm_jobs SET submitting = ? WHERE job_id = ? AND slurm_id IS NULL AND "
-                "(submitting IS NULL OR submitting < ?) AND job_id IN "
-                "(SELECT id FROM jobs WHERE state = 'queued' AND backend = 'slurm')",
-                (now, job_id, now - SUBMISSION_STALE_S))
-            return cursor.rowcount == 1
-
-    def submitted(self, job_id: int, slurm_id: str, detail: str) -> bool:
-        """Record the Slurm job; False if the atzoo job was cancelled meanwhile (then cancel it in Slurm)."""
-        with self.transaction() as db:
-            db.execute("UPDATE slurm_jobs SET slurm_id = ?, submitting = NULL, scheduler_state = 'PENDING', "
-                       "node = NULL, elapsed_s = NULL, checked = ? WHERE job_id = ?", (slurm_id, time.time(), job_id))
-            self._note(db, job_id, "submitted", detail, slurm_id)
-            state = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
-            return state == "queued"
-
-    def submission_deferred(self, job_id: int, reason: str) -> None:
-        with self.transaction() as db:
-            db.execute("UPDATE slurm_jobs SET submitting = NULL WHERE job_id = ?", (job_id,))
-            db.execute("UPDATE jobs SET reason = ? WHERE id = ? AND state = 'queued'",
-                       (f"not submitted yet: {reason}", job_id))
-            self._note(db, job_id, "submission deferred", reason)
-
-    def observe(self, job_id: int, slurm_id: str, state: str, node: str | None, elapsed_s: float | None) -> None:
-        """The scheduler's view of the job, with a history entry when its state changed."""
-        with self.transaction() as db:
-            row = db.execute("SELECT scheduler_state, slurm_id FROM slurm_jobs WHERE job_id = ?", (job_id,)).fetchone()
-            if row is None or row["slurm_id"] != slurm_id:
-                return
-            db.execute("UPDATE slurm_jobs SET scheduler_state = ?, node = COALESCE(?, node), "
-                       "elapsed_s = COALESCE(?, elapsed_s), checked = ? WHERE job_id = ?",
-                       (state, node, elapsed_s, time.time(), job_id))
-            if row["scheduler_state"] != state:
-                self._note(db, job_id, SCHEDULER_PREFIX + state, node, slurm_id)
-
-    def set_state(self, job_id: int, state: str, *, reason: str | None = None, returncode: int | None = None,
-                  log_tail_text: str | None = None, result: dict[str, Any] | None = None) -> bool:
-        """Move an unfinished Slurm job to `state` (a finished job is never changed here). Attempts and
-        start and end times come from the events the job's tasks wrote."""
-        now = time.time()
-        events = read_events(self.runner.job_events(job_id))
-        starts = [event["time"] for event in events if event.get("event") == "start" and "time" in event]
-        ends = [event["time"] for event in events if event.get("event") == "end" and "time" in event]
-        started = starts[0] if starts else None
-        with self.transaction() as db:
-            if state in TERMINAL:
-                finished = ends[-1] if ends and state == "done" else now
-                cursor = db.execute(
-                    "UPDATE jobs SET state = ?, attempts = MAX(attempts, ?), finished = ?, reason = ?, returncode = ?, "
-                    "log_tail = ?, result = ?, started = COALESCE(started, ?) WHERE id = ? AND backend = 'slurm' "
-                    "AND state IN ('queued', 'running')",
-                    (state, len(starts), finished, reason, returncode, log_tail_text,
-                     json.dumps(result) if result is not None else None, started, job_id))
-            else:
-                cursor = db.execute(
-                    "UPDATE jobs SET state = ?, attempts = MAX(attempts, ?), reason = ?, "
-                    "started = COALESCE(started, ?) WHERE id = ? AND backend = 'slurm' "
-                    "AND state IN ('queued', 'running')",
-                    (state, len(starts), reason, started, job_id))
-            if cursor.rowcount == 1 and state in TERMINAL:
-                self._note(db, job_id, state, reason)
-            return cursor.rowcount == 1
-
-    def forget_slurm_job(self, job_id: int, detail: str) -> None:
-        """Before a retry: the old Slurm job stays in the history only."""
-        with self.transaction() as db:
-            db.execute("UPDATE slurm_jobs SET slurm_id = NULL, submitting = NULL, scheduler_state = NULL, node = NULL, "
-                       "elapsed_s = NULL WHERE job_id = ?", (job_id,))
-            self._note(db, job_id, "retry", detail)
 
 
 # -- submitting ----------------------------------------------------------------------------------
@@ -677,6 +314,8 @@ def _sbatch(runner: RunnerDir, job: Job, record: Record, python: str) -> str:
     """Submit the job through submitit; returns the Slurm job id."""
     import submitit
     from submitit.core.utils import FailedJobError
+
+    from atzoo.service.slurm_task import SlurmTask
 
     folder = runner.job_dir(job.id) / SLURM_FOLDER
     folder.mkdir(parents=True, exist_ok=True)

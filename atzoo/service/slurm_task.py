@@ -34,7 +34,7 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 from atzoo.errors import ServiceError
 from atzoo.io import write_text_atomic
 from atzoo.runner.rundir import CONFIG
-from atzoo.service.jobs import Step, job_result, prepare_run_dir, train_steps, verify_steps
+from atzoo.service.jobs import Step, count_starts, job_result, prepare_run_dir, train_steps, verify_steps
 from atzoo.service.processes import JOB_ENV, child_setup, job_mark, kill_group
 from atzoo.service.queue import Job
 from atzoo.service.runnerdir import RunnerDir
@@ -55,24 +55,6 @@ class StepStopped(ServiceError):
 def task_log(runner: RunnerDir, job_id: int, rank: int) -> Path:
     """Rank 0 writes the job's log; every other task of a multi-task job has its own."""
     return runner.job_log(job_id) if rank == 0 else runner.job_dir(job_id) / f"task{rank}.log"
-
-
-def read_events(events: Path) -> list[dict[str, Any]]:
-    """The job's events (start and end of each attempt); a line torn by a crash is skipped."""
-    if not events.is_file():
-        return []
-    found = []
-    for line in events.read_text(encoding="utf-8", errors="replace").splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            event = json.loads(line)
-            if isinstance(event, dict):
-                found.append(event)
-    return found
-
-
-def count_starts(events: Path) -> int:
-    """How many attempts of the job have started (their `start` events)."""
-    return sum(event.get("event") == "start" for event in read_events(events))
 
 
 def _append_line(path: Path, text: str) -> None:

@@ -16,7 +16,7 @@ from atzoo.service import get_job, queue_rows
 from atzoo.service.control import job_record, submit_slurm_train, sync_slurm
 from atzoo.service.processes import find_job_processes
 from atzoo.service.runnerdir import open_runner_dir
-from atzoo.service.slurm import SlurmOptions
+from atzoo.service.slurm_options import SlurmOptions
 from tests.slurm.helpers import (TINY, atzoo, cluster, release_requeued, same_tensors, set_flags, slurm_state,
                                  train_log_epochs, wait_for, wait_state)
 

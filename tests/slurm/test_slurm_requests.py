@@ -15,7 +15,8 @@ from atzoo.errors import ServiceError
 from atzoo.service import get_job, open_queue, open_runner_dir, queue_rows
 from atzoo.service.control import job_record, submit_slurm_train
 from atzoo.service.queue import Queue
-from atzoo.service.slurm import SlurmOptions, executor_parameters, parse_slurm_args, sbatch_flags, time_seconds
+from atzoo.service.slurm import executor_parameters, sbatch_flags
+from atzoo.service.slurm_options import SlurmOptions, parse_slurm_args, time_seconds
 from atzoo.service.jobs import train_spec
 from tests.slurm.helpers import TINY, atzoo, set_flags, slurm_state, wait_state
 
