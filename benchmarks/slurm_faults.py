@@ -6,6 +6,8 @@ tiny train jobs submitted with `--backend slurm` while faults are injected at ra
 - cancel a job (`atzoo runner cancel`, i.e. scancel) and retry it a few seconds later (`atzoo runner retry`),
 - restart `slurmd` (the node daemon; the jobs' step daemons keep running).
 
+One job suffers at most `--faults-per-job` requeues and cancels (3), so that every job can finish.
+
 At the end it reports jobs lost (not done, or an incomplete run folder), jobs duplicated (an epoch trained
 twice in one run's log, a second "done" in a job's history, two Slurm jobs of one atzoo job active at
 once, or processes of two attempts alive together), and whether every finished job's model and metrics
@@ -53,6 +55,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, default=2, help="job i trains with seed i mod SEEDS")
     parser.add_argument("--fault-every", type=float, nargs=2, default=(2.0, 6.0), metavar=("MIN", "MAX"),
                         help="seconds between faults, drawn uniformly")
+    parser.add_argument("--faults-per-job", type=int, default=3,
+                        help="requeues and cancels one job suffers at most (so that every job can finish)")
     parser.add_argument("--no-faults", action="store_true", help="inject nothing (the baseline column)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
@@ -144,25 +148,31 @@ class Faults:
     """The fault injector: picks a fault, keeps the follow-ups (releasing a requeued job, retrying a
     cancelled one) and counts what it did."""
 
-    def __init__(self, runner_dir: Path, rng: random.Random) -> None:
+    def __init__(self, runner_dir: Path, rng: random.Random, per_job: int) -> None:
         self.runner_dir = runner_dir
         self.rng = rng
+        self.per_job = per_job
+        self.hits: collections.Counter = collections.Counter()
         self.counts: collections.Counter = collections.Counter()
         self.releases: list[tuple[float, str]] = []
         self.retries: list[tuple[float, int]] = []
 
     def inject(self, running: list[tuple[int, str]], alive: list[int]) -> None:
         roll = self.rng.random()
+        running = [(job_id, slurm_id) for job_id, slurm_id in running if self.hits[job_id] < self.per_job]
+        alive = [job_id for job_id in alive if self.hits[job_id] < self.per_job]
         if roll < 0.5 and running:
             job_id, slurm_id = self.rng.choice(running)
             if slurm("scontrol", "requeue", slurm_id).returncode == 0:
                 self.counts["requeue"] += 1
+                self.hits[job_id] += 1
                 self.releases.append((time.monotonic() + self.rng.uniform(0, 5), slurm_id))
         elif roll < 0.75 and alive:
             job_id = self.rng.choice(alive)
             try:
                 if cancel_job(self.runner_dir, job_id).state == "cancelled":
                     self.counts["cancel"] += 1
+                    self.hits[job_id] += 1
                     self.retries.append((time.monotonic() + self.rng.uniform(2, 6), job_id))
             except ServiceError:
                 self.counts["cancel refused (job just ended)"] += 1
@@ -213,7 +223,7 @@ def main() -> int:
     names = {job_name(runner, job_id): job_id for job_id in ids}
     watcher = OverlapWatcher(runner.identity)
     watcher.start()
-    faults = Faults(runner_dir, rng)
+    faults = Faults(runner_dir, rng, args.faults_per_job)
     twice_active: set[int] = set()
     deadline = time.monotonic() + args.timeout
     next_fault = time.monotonic() + rng.uniform(*args.fault_every)
@@ -256,7 +266,8 @@ def main() -> int:
         "states": dict(collections.Counter(job.state for job in final.values())),
         "lost": len(lost), "duplicated": len(duplicated),
         "equal_to_uninterrupted": f"{len(equal)} of {args.jobs - len(lost)} finished",
-        "faults_injected": dict(faults.counts), "runs_resumed_from_checkpoint": resumed,
+        "faults_injected": dict(faults.counts), "jobs_hit": len(faults.hits),
+        "runs_resumed_from_checkpoint": resumed,
         "attempts_histogram": {str(k): v for k, v in sorted(attempts.items())},
         "overlap_scans": watcher.scans,
     }

@@ -355,10 +355,14 @@ def submit_pending(runner: RunnerDir, records: SlurmRecords, job: Job, report: S
                                             f"when the controller is back (`atzoo runner status` or `sync`)")
         report.deferred.append((job.id, str(error)))
         return
-    except ServiceError as error:
+    except SlurmRefused as error:
         records.note(job.id, "submission refused", str(error))
         records.set_state(job.id, "failed", reason=f"Slurm refused the job: {error}")
         report.refused.append((job.id, str(error)))
+        return
+    except ServiceError as error:
+        records.submission_deferred(job.id, f"Slurm could not be asked ({error}); the next sync tries again")
+        report.deferred.append((job.id, str(error)))
         return
     if not records.submitted(job.id, slurm_id, detail):
         with contextlib.suppress(ServiceError):
