@@ -29,20 +29,18 @@ import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from atzoo.errors import ServiceError
-from atzoo.runner.rundir import CHECKPOINT, CONFIG, DATASET, ENVIRONMENT, METRICS, MODEL, TRAIN_LOG
+from atzoo.runner.rundir import METRICS, MODEL
 from atzoo.service import cancel_job, get_job, open_queue, open_runner_dir, retry_job
 from atzoo.service.control import job_record, submit_slurm_train, sync_slurm
-from atzoo.service.processes import JOB_ENV
 from atzoo.service.slurm import job_name
 from atzoo.service.slurm_options import SlurmOptions
+from service_faults import OverlapWatcher, check_run  # the local service's fault benchmark, beside this one
 
 CLUSTER_SCRIPT = Path(__file__).resolve().parents[1] / "tests" / "slurm" / "local-cluster.sh"
-RUN_FILES = (CONFIG, CHECKPOINT, MODEL, METRICS, ENVIRONMENT, DATASET, TRAIN_LOG)
 TINY = ["iters_per_epoch=4", "image_size=[32,16]", "num_workers=0", "num_persons=4", "num_instances=4",
         "eval_batch_size=64", "cache=false"]
 FINAL = ("done", "failed", "cancelled")
@@ -66,37 +64,6 @@ def parse_args() -> argparse.Namespace:
 
 def slurm(*argv: str, check: bool = False) -> subprocess.CompletedProcess:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=120, check=check)
-
-
-class OverlapWatcher(threading.Thread):
-    """Records every job that had processes of two different attempts alive at the same time."""
-
-    def __init__(self, identity: str) -> None:
-        super().__init__(daemon=True)
-        self.prefix = f"{JOB_ENV}={identity}/".encode()
-        self.overlaps: dict[int, set[str]] = {}
-        self.scans = 0
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.is_set():
-            attempts: dict[int, set[str]] = collections.defaultdict(set)
-            for entry in Path("/proc").iterdir():
-                if not entry.name.isdigit():
-                    continue
-                try:
-                    environ = (entry / "environ").read_bytes()
-                except OSError:
-                    continue
-                for variable in environ.split(b"\0"):
-                    if variable.startswith(self.prefix):
-                        job, _, attempt = variable[len(self.prefix):].decode().partition("/")
-                        attempts[int(job)].add(attempt)
-            for job, seen in attempts.items():
-                if len(seen) > 1:
-                    self.overlaps.setdefault(job, set()).update(seen)
-            self.scans += 1
-            time.sleep(0.05)
 
 
 def active_slurm_jobs(names: dict[str, int]) -> collections.Counter:
@@ -132,16 +99,6 @@ def same_run(run: Path, reference: Path) -> bool:
         return False
     mine, theirs = load_file(str(run / MODEL)), load_file(str(reference / MODEL))
     return sorted(mine) == sorted(theirs) and all(bool((mine[k] == theirs[k]).all()) for k in mine)
-
-
-def run_problem(run: Path, epochs: int) -> str | None:
-    missing = [name for name in RUN_FILES if not (run / name).is_file()]
-    if missing:
-        return f"missing {missing}"
-    logged = [json.loads(line)["epoch"] for line in (run / TRAIN_LOG).read_text().splitlines() if line.strip()]
-    if logged != list(range(1, epochs + 1)):
-        return f"train log epochs {logged}"
-    return None
 
 
 class Faults:
@@ -252,7 +209,7 @@ def main() -> int:
     final = {job_id: get_job(runner_dir, job_id) for job_id in ids}
     lost = {job_id: job.reason or job.state for job_id, job in final.items() if job.state != "done"}
     lost.update({job_id: problem for job_id in ids if job_id not in lost
-                 and (problem := run_problem(runner.job_run(job_id), args.epochs)) is not None})
+                 and (problem := check_run(runner.job_run(job_id), args.epochs)) is not None})
     histories = {job_id: job_record(runner_dir, job_id)["slurm"]["history"] for job_id in ids}
     done_twice = {job_id for job_id, history in histories.items()
                   if [entry["event"] for entry in history].count("done") > 1}
