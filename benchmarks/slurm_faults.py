@@ -1,8 +1,8 @@
 """Fault injection for the Slurm backend on a real cluster (the one `tests/slurm/local-cluster.sh` starts):
 tiny train jobs submitted with `--backend slurm` while faults are injected at random moments:
 
-- requeue a running job (`scontrol requeue`; the job is then let start again after 0-5 s instead of the
-  two minutes Slurm holds a requeued job back),
+- requeue a running job (`scontrol requeue`; Slurm holds it back for the credential lifetime, 10 s on the
+  local cluster, before it may start again),
 - cancel a job (`atzoo runner cancel`, i.e. scancel) and retry it a few seconds later (`atzoo runner retry`),
 - restart `slurmd` (the node daemon; the jobs' step daemons keep running).
 
@@ -72,13 +72,6 @@ def active_slurm_jobs(names: dict[str, int]) -> collections.Counter:
     return collections.Counter(names[name] for name in listed.stdout.split() if name in names)
 
 
-def slurm_state(slurm_id: str) -> str:
-    for part in slurm("scontrol", "show", "job", slurm_id).stdout.split():
-        if part.startswith("JobState="):
-            return part.split("=", 1)[1]
-    return ""
-
-
 def reference_runs(workdir: Path, data: Path, settings: list[str], seeds: int) -> dict[int, Path]:
     """One uninterrupted local run per seed (`atzoo train`, one thread, as the Slurm jobs)."""
     runs = {}
@@ -102,8 +95,8 @@ def same_run(run: Path, reference: Path) -> bool:
 
 
 class Faults:
-    """The fault injector: picks a fault, keeps the follow-ups (releasing a requeued job, retrying a
-    cancelled one) and counts what it did."""
+    """The fault injector: picks a fault, keeps the follow-up (retrying a cancelled job) and counts what
+    it did."""
 
     def __init__(self, runner_dir: Path, rng: random.Random, per_job: int) -> None:
         self.runner_dir = runner_dir
@@ -111,7 +104,6 @@ class Faults:
         self.per_job = per_job
         self.hits: collections.Counter = collections.Counter()
         self.counts: collections.Counter = collections.Counter()
-        self.releases: list[tuple[float, str]] = []
         self.retries: list[tuple[float, int]] = []
 
     def inject(self, running: list[tuple[int, str]], alive: list[int]) -> None:
@@ -123,7 +115,6 @@ class Faults:
             if slurm("scontrol", "requeue", slurm_id).returncode == 0:
                 self.counts["requeue"] += 1
                 self.hits[job_id] += 1
-                self.releases.append((time.monotonic() + self.rng.uniform(0, 5), slurm_id))
         elif roll < 0.75 and alive:
             job_id = self.rng.choice(alive)
             try:
@@ -140,10 +131,6 @@ class Faults:
 
     def follow_up(self) -> None:
         now = time.monotonic()
-        for due, slurm_id in list(self.releases):
-            if due <= now and slurm_state(slurm_id) == "PENDING":
-                slurm("scontrol", "update", f"JobId={slurm_id}", "StartTime=now")
-                self.releases.remove((due, slurm_id))
         for due, job_id in list(self.retries):
             if due <= now:
                 try:
@@ -155,7 +142,7 @@ class Faults:
 
     @property
     def pending(self) -> bool:
-        return bool(self.releases or self.retries)
+        return bool(self.retries)
 
 
 def main() -> int:

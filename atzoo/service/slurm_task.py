@@ -58,8 +58,12 @@ def task_log(runner: RunnerDir, job_id: int, rank: int) -> Path:
 
 
 def _append_line(path: Path, text: str) -> None:
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(text + "\n")
+    """Append a line, on a line of its own even after a progress bar's carriage returns."""
+    with open(path, "a+b") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - 1))
+        ends_open = size > 0 and handle.read(1) != b"\n"
+        handle.write((("\n" if ends_open else "") + text + "\n").encode("utf-8"))
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -117,10 +121,13 @@ class SlurmTask(Checkpointable):
         """Called by submitit (rank 0) when Slurm signals a time limit or preemption, before it requeues
         the job. The run directory already holds the last epoch checkpoint; the next attempt resumes
         from it, so the same call is submitted again."""
+        runner = self.runner
         with contextlib.suppress(OSError):
-            _append_line(self.runner.job_log(self.job.id),
+            _append_line(runner.job_log(self.job.id),
                          f"==== job {self.job.id}: Slurm signalled a time limit or preemption at {now_iso()}; "
                          f"requeued, the next attempt resumes from the last epoch checkpoint")
+            self._event(runner, 0, "end", count_starts(runner.job_events(self.job.id)), state="requeued",
+                        reason="Slurm signalled a time limit or preemption")
         return super().checkpoint(*args, **kwargs)
 
     # -- the attempt -------------------------------------------------------------------------
@@ -184,7 +191,7 @@ class SlurmTask(Checkpointable):
         finally:
             if process.poll() is None:
                 kill_group(process)
-        _append_line(log, f"\n==== step {step.name} ended with status {returncode} at {now_iso()}")
+        _append_line(log, f"==== step {step.name} ended with status {returncode} at {now_iso()}")
         if returncode == 0:
             if step.marker is not None and rank == 0:
                 write_text_atomic(step.marker, f"{now_iso()}\n")

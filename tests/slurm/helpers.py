@@ -54,12 +54,6 @@ def slurm_state(slurm_id: str) -> str:
     return ""
 
 
-def release_requeued(slurm_id: str) -> None:
-    """Slurm holds a requeued job back for about two minutes (its BeginTime); let it start now."""
-    wait_for(lambda: slurm_state(slurm_id) == "PENDING", f"Slurm job {slurm_id} to be pending again", 120, 0.2)
-    subprocess.run(["scontrol", "update", f"JobId={slurm_id}", "StartTime=now"], check=True, timeout=60)
-
-
 def train_log_epochs(run: Path) -> list[int]:
     path = run / "train_log.jsonl"
     if not path.is_file():

@@ -1,6 +1,7 @@
 """The Slurm backend against a real Slurm cluster (no mock of sbatch, squeue or sacct): a job submitted and
 finished, a two-task DDP run on CPUs (gloo) equal to torchrun's, a requeue in mid-training that resumes
-bit-exact and finishes once, cancel, and a controller that is down at submission and back later."""
+bit-exact and finishes once, the signal before a time limit, cancel, and a controller that is down at
+submission and back later."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from atzoo.service.control import job_record, submit_slurm_train, sync_slurm
 from atzoo.service.processes import find_job_processes
 from atzoo.service.runnerdir import open_runner_dir
 from atzoo.service.slurm_options import SlurmOptions
-from tests.slurm.helpers import (TINY, atzoo, cluster, release_requeued, same_tensors, set_flags, slurm_state,
-                                 train_log_epochs, wait_for, wait_state)
+from tests.slurm.helpers import (TINY, atzoo, cluster, same_tensors, set_flags, slurm_state, train_log_epochs, wait_for,
+                                 wait_state)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster", "job_env")]
 
@@ -90,7 +91,6 @@ def test_requeue_in_mid_training_resumes_bit_exact_and_finishes_once(tmp_path, t
     wait_for(lambda: len(train_log_epochs(run)) >= 2, "two epochs of training")
     assert not (run / "model.safetensors").exists(), "training ended before the requeue; make the job longer"
     subprocess.run(["scontrol", "requeue", interrupted.slurm_job], check=True, timeout=60)
-    release_requeued(interrupted.slurm_job)
 
     first = wait_state(runner_dir, interrupted.job_id, "done", "failed", "cancelled")
     second = wait_state(runner_dir, uninterrupted.job_id, "done", "failed", "cancelled")
@@ -109,7 +109,6 @@ def test_requeue_in_mid_training_resumes_bit_exact_and_finishes_once(tmp_path, t
     # a finished job that Slurm starts again does nothing: one run, one set of results
     model_before = (run / "model.safetensors").stat().st_mtime_ns
     subprocess.run(["scontrol", "requeue", interrupted.slurm_job], check=True, timeout=60)
-    release_requeued(interrupted.slurm_job)
     wait_for(lambda: slurm_state(interrupted.slurm_job) == "COMPLETED" and "already complete, skipped" in
              (runner_dir / "jobs" / str(interrupted.job_id) / "job.log").read_text(), "the finished job's rerun")
     assert (run / "model.safetensors").stat().st_mtime_ns == model_before
@@ -118,6 +117,28 @@ def test_requeue_in_mid_training_resumes_bit_exact_and_finishes_once(tmp_path, t
     assert get_job(runner_dir, interrupted.job_id).state == "done"
     history = job_record(runner_dir, interrupted.job_id)["slurm"]["history"]
     assert [entry["event"] for entry in history].count("done") == 1
+
+
+def test_the_signal_before_a_time_limit_requeues_through_submitit_and_resumes(tmp_path, tiny_synth_root):
+    """Slurm sends SIGUSR2 before the time limit (submitit's --signal); submitit's handler calls the task's
+    `checkpoint` and requeues the job, which resumes from the last epoch checkpoint."""
+    runner_dir = tmp_path / "runner"
+    submission = submit_slurm_train(runner_dir, "baseline", tiny_synth_root, [*TINY, "iters_per_epoch=6", "epochs=10"],
+                                    ONE_CPU)
+    run = runner_dir / "jobs" / str(submission.job_id) / "run"
+    wait_for(lambda: len(train_log_epochs(run)) >= 2, "two epochs of training")
+    assert not (run / "model.safetensors").exists(), "training ended before the signal; make the job longer"
+    subprocess.run(["scancel", "--signal=USR2", submission.slurm_job], check=True, timeout=60)
+    job = wait_state(runner_dir, submission.job_id, "done", "failed", "cancelled")
+    assert (job.state, job.attempts) == ("done", 2), job.reason
+    log = (runner_dir / "jobs" / str(submission.job_id) / "job.log").read_text()
+    assert "Slurm signalled a time limit or preemption" in log
+    headers = [line for line in log.splitlines() if line.startswith("==== job") and " step train " in line]
+    assert len(headers) == 2 and "--resume" not in headers[0] and "--resume" in headers[1], headers
+    assert train_log_epochs(run) == list(range(1, 11))
+    events = [json.loads(line) for line in (runner_dir / "jobs" / str(submission.job_id) / "events.jsonl").open()]
+    assert [(event["event"], event.get("state")) for event in events] == [
+        ("start", None), ("end", "requeued"), ("start", None), ("end", "done")]
 
 
 def test_cancel_stops_the_job_in_slurm(tmp_path, tiny_synth_root):
