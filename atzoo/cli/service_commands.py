@@ -37,7 +37,7 @@ class PositiveFinite(click.FloatRange):
 
 
 def _runner_dir(ctx: click.Context) -> Path:
-    return ctx.find_object(dict)["runner_dir"]
+    return ctx.ensure_object(dict)["runner_dir"]
 
 
 @click.group()
@@ -310,7 +310,7 @@ def slurm_defaults_command(ctx: click.Context, slurm_args: tuple[str, ...], clea
     click.echo(json.dumps(defaults.to_json(), indent=2))
 
 
-def _stale_after_option(help_text: str):
+def _stale_after_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option("--stale-after", type=PositiveFinite(), default=DEFAULT_STALE_AFTER_S, show_default=True,
                         metavar="SECONDS", help=help_text)
 

@@ -39,7 +39,7 @@ from atzoo.service.jobs import Step, job_result, train_steps, verify_steps
 from atzoo.service.queue import TERMINAL, Job, Queue
 from atzoo.service.runnerdir import RunnerDir
 from atzoo.service.slurm_options import SlurmOptions, time_seconds
-from atzoo.service.slurm_records import SCHEDULER_PREFIX, Record, SlurmRecords
+from atzoo.service.slurm_records import SCHEDULER_PREFIX, SlurmRecord, SlurmRecords
 from atzoo.service.worker import error_line, log_tail
 
 SLURM_FOLDER = "slurm"
@@ -310,7 +310,7 @@ def _clean_leftovers(folder: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _sbatch(runner: RunnerDir, job: Job, record: Record, python: str) -> str:
+def _sbatch(runner: RunnerDir, job: Job, record: SlurmRecord, python: str) -> str:
     """Submit the job through submitit; returns the Slurm job id."""
     import submitit
     from submitit.core.utils import FailedJobError
@@ -489,7 +489,7 @@ def _finish(runner: RunnerDir, records: SlurmRecords, job: Job, seen: Seen, repo
         report.changed.append((job.id, state))
 
 
-def _judge(runner: RunnerDir, records: SlurmRecords, job: Job, record: Record, controller: dict[str, Seen] | None,
+def _judge(runner: RunnerDir, records: SlurmRecords, job: Job, record: SlurmRecord, controller: dict[str, Seen] | None,
            accounting: dict[str, Seen] | None, report: SyncReport) -> None:
     slurm_id = record.slurm_id
     assert slurm_id is not None

@@ -45,7 +45,7 @@ CREATE INDEX IF NOT EXISTS slurm_history_by_job ON slurm_history (job_id, time);
 
 
 @dataclass(frozen=True)
-class Record:
+class SlurmRecord:
     job_id: int
     options: SlurmOptions
     command: list[str]
@@ -57,7 +57,7 @@ class Record:
     checked: float | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Record:
+    def from_row(cls, row: sqlite3.Row) -> SlurmRecord:
         values = dict(row)
         values["options"] = SlurmOptions.from_json(json.loads(values["options"]), f"Slurm record of job {row['job_id']}")
         values["command"] = json.loads(values["command"])
@@ -107,16 +107,16 @@ class SlurmRecords:
             raise
         self._db.execute("COMMIT")
 
-    def get(self, job_id: int) -> Record | None:
+    def get(self, job_id: int) -> SlurmRecord | None:
         if not self.exists:
             return None
         row = self._db.execute("SELECT * FROM slurm_jobs WHERE job_id = ?", (job_id,)).fetchone()
-        return Record.from_row(row) if row else None
+        return SlurmRecord.from_row(row) if row else None
 
-    def all(self) -> dict[int, Record]:
+    def all(self) -> dict[int, SlurmRecord]:
         if not self.exists:
             return {}
-        return {row["job_id"]: Record.from_row(row) for row in self._db.execute("SELECT * FROM slurm_jobs")}
+        return {row["job_id"]: SlurmRecord.from_row(row) for row in self._db.execute("SELECT * FROM slurm_jobs")}
 
     def history(self, job_id: int) -> list[dict[str, Any]]:
         if not self.exists:
