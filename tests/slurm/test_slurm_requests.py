@@ -118,8 +118,10 @@ def test_a_version_1_queue_is_migrated_and_its_jobs_stay_local(tmp_path):
                 state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, worker TEXT, pid INTEGER, heartbeat REAL,
                 cancel_requested INTEGER NOT NULL DEFAULT 0, submitted REAL NOT NULL, started REAL, finished REAL,
                 returncode INTEGER, reason TEXT, log_tail TEXT, result TEXT);
-            INSERT INTO jobs (kind, target, spec, state, submitted) VALUES ('train', 'builtins:baseline', '{}', 'queued', 1);
         """)
+        spec = json.dumps(train_spec("builtins:baseline", tmp_path / "data", [], entry=False))
+        db.execute("INSERT INTO jobs (kind, target, spec, state, submitted) VALUES ('train', 'builtins:baseline', ?, "
+                   "'queued', 1)", (spec,))
     with Queue.open(runner.queue_file) as queue:
         assert queue.get(1).backend == "local"
         assert queue.claim("worker-1").job.id == 1
