@@ -190,7 +190,8 @@ def _matches(blocks: dict[int, np.ndarray], segments: Sequence[Segment], indexes
         junk[present] = rule.junk(query, segments[s].labels, np.broadcast_to(rows[:, None], same.shape)[present],
                                   same[present])
         block = blocks[s][local]
-        values = np.take_along_axis(block, slot, axis=1) if block.shape[1] else np.zeros(slot.shape, np.float32)
+        flat = slot + (np.arange(len(slot)) * block.shape[1])[:, None]
+        values = block.reshape(-1).take(flat) if block.shape[1] else np.zeros(slot.shape, np.float32)
         parts.append((values, segments[s].order[slot] if len(segments[s]) else slot, present & ~junk,
                       present & junk))
     return _Matches(*(np.concatenate(column, axis=1) for column in zip(*parts)))
@@ -255,7 +256,7 @@ def _case_results(blocks: dict[int, np.ndarray], sorted_blocks: dict[int, np.nda
         ordered = sorted_blocks[s][local]
         if ordered.shape[1]:
             for row in np.flatnonzero(matches.valid.any(1)):
-                below[row] += np.searchsorted(ordered[row], needles[row])
+                below[row] += ordered[row].searchsorted(needles[row])
     width = values.shape[1]
     total = sum(len(segments[s]) for s in used)
     equal = below[:, width:] - below[:, :width]
