@@ -153,7 +153,7 @@ def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records, train_
     for epoch in range(start_epoch, config.epochs):
         torch.manual_seed(epoch_seed(config.seed, epoch))
         loader = train_loader(train_set, config, recipe.normalization, epoch=epoch, rank=context.rank,
-                              world_size=context.world_size)
+                              world_size=context.world_size, device=device)
         trained.train()
         sums: dict[str, float] = {}
         started = time.perf_counter()
