@@ -18,8 +18,9 @@ pass per batch instead of per-image float work. Both give the same tensors for t
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -187,45 +188,58 @@ class SampleDraw:
 
 class BatchAugment:
     """Flip, pad + crop, normalise and erase a uint8 (B, H, W, 3) batch with its (B, 7) choices,
-    on `device` (default: where the batch is); returns float32 (B, 3, H, W)."""
+    on `device` (default: where the batch is); returns float32 (B, 3, H, W).
+
+    Per image only slice copies are made (flip, shift inside a zero border and the move to
+    channels-first, in one uint8 copy; the erased rectangle); the float conversion and the
+    normalisation run once over the batch. On the CPU the work runs on one thread: each op is a
+    short pass, and on a machine shared with other jobs every parallel op waited for a descheduled
+    thread (measured: a 64 x 256 x 128 batch in 723 ms on two threads, 76 ms on one)."""
 
     def __init__(self, normalization: Normalization, pad: int, device: Any = None) -> None:
         normalize = _Normalize(normalization)
-        self.scale = torch.from_numpy(normalize.scale)
-        self.shift = torch.from_numpy(normalize.shift)
+        self.scale = torch.from_numpy(normalize.scale)[:, None, None]
+        self.shift = torch.from_numpy(normalize.shift)[:, None, None]
         self.pad = int(pad)
         self.device = device
 
     def __call__(self, images: torch.Tensor, augment: torch.Tensor) -> torch.Tensor:
-        device = self.device if self.device is not None else images.device
-        images = images.to(device, non_blocking=True)
-        augment = augment.to(device, non_blocking=True)
-        batch, height, width, _ = images.shape
-        flipped = augment[:, 0].bool()
-        if bool(flipped.any()):
-            images = torch.where(flipped[:, None, None, None], images.flip(2), images)
-        if self.pad:
-            images = self._shift(images, augment[:, 1:3].tolist())
-        pixels = images.permute(0, 3, 1, 2).float()
-        tensor = (pixels * self.scale.to(device)[:, None, None] - self.shift.to(device)[:, None, None]).contiguous()
-        erase = augment[:, 3:]
-        if bool((erase[:, 2] > 0).any()):
-            rows = torch.arange(height, device=device)[None, :]
-            cols = torch.arange(width, device=device)[None, :]
-            in_rows = (rows >= erase[:, :1]) & (rows < erase[:, :1] + erase[:, 2:3])
-            in_cols = (cols >= erase[:, 1:2]) & (cols < erase[:, 1:2] + erase[:, 3:4])
-            tensor.masked_fill_((in_rows[:, :, None] & in_cols[:, None, :])[:, None], 0.0)
+        device = torch.device(self.device) if self.device is not None else images.device
+        choices = augment.tolist()
+        with _one_cpu_thread(device):
+            arranged = self._arrange(images.to(device, non_blocking=True), choices)
+            tensor = arranged.float()
+            tensor.mul_(self.scale.to(device)).sub_(self.shift.to(device))
+            for index, (*_, top, left, height, width) in enumerate(choices):
+                if height:
+                    tensor[index, :, top:top + height, left:left + width] = 0.0
         return tensor
 
-    def _shift(self, images: torch.Tensor, offsets: list[list[int]]) -> torch.Tensor:
-        """Each image moved by (pad - top, pad - left) inside a zero border: the crop of the padded image."""
-        _, height, width, _ = images.shape
-        shifted = torch.zeros_like(images)
-        for index, (top, left) in enumerate(offsets):
-            dy, dx = top - self.pad, left - self.pad
-            shifted[index, max(0, -dy):height - max(0, dy), max(0, -dx):width - max(0, dx)] = \
-                images[index, max(0, dy):height - max(0, -dy), max(0, dx):width - max(0, -dx)]
-        return shifted
+    def _arrange(self, images: torch.Tensor, choices: list[list[int]]) -> torch.Tensor:
+        """uint8 (B, 3, H, W): each image flipped if chosen and moved by (pad - top, pad - left)
+        inside a zero border (the crop of the padded image)."""
+        batch, height, width, _ = images.shape
+        arranged = (torch.zeros if self.pad else torch.empty)((batch, 3, height, width), dtype=torch.uint8,
+                                                               device=images.device)
+        for index, (flip, top, left, *_) in enumerate(choices):
+            source = images[index].flip(1) if flip else images[index]
+            dy, dx = (top - self.pad, left - self.pad) if self.pad else (0, 0)
+            arranged[index, :, max(0, -dy):height - max(0, dy), max(0, -dx):width - max(0, dx)] = \
+                source[max(0, dy):height - max(0, -dy), max(0, dx):width - max(0, -dx)].permute(2, 0, 1)
+        return arranged
+
+
+@contextlib.contextmanager
+def _one_cpu_thread(device: torch.device) -> Iterator[None]:
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def build_train_transform(image_size: tuple[int, int], normalization: Normalization, *, pad: int, flip: float,
