@@ -85,6 +85,18 @@ def train_sampler(train_set: TrainSet, config: TrainConfig, *, epoch: int, rank:
                      rank=rank, world_size=world_size, iters_per_epoch=config.iters_per_epoch)
 
 
+def collate_samples(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack a batch's tensors (in NumPy, on one thread: torch's parallel stack waited for a
+    descheduled thread on a shared machine, 84 ms for 16 images of 256x128) and its ints (int64)."""
+    batch = {}
+    for key, first in samples[0].items():
+        if isinstance(first, torch.Tensor):
+            batch[key] = torch.from_numpy(np.stack([sample[key].numpy() for sample in samples]))
+        else:
+            batch[key] = torch.tensor([sample[key] for sample in samples], dtype=torch.int64)
+    return batch
+
+
 class AugmentedBatches:
     """A DataLoader of uint8 batches with their augmentation choices, yielding augmented float
     batches; `len()` and the loader's attributes are the DataLoader's."""
@@ -130,7 +142,7 @@ def train_loader(train_set: TrainSet, config: TrainConfig, normalization: Normal
                          cache=cache)
     sampler = train_sampler(train_set, config, epoch=epoch, rank=rank, world_size=world_size)
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, drop_last=False,
-                        **_loader_options(config.num_workers))
+                        collate_fn=collate_samples, **_loader_options(config.num_workers))
     return AugmentedBatches(loader, BatchAugment(normalization, config.pad, device))
 
 
