@@ -366,3 +366,12 @@ def test_huge_finite_features_are_not_mistaken_for_infinite():
     assert _all_finite(huge)
     huge[1, 0, 2] = np.inf
     assert not _all_finite(huge)
+
+
+def test_torch_device_path_ranks_like_numpy(monkeypatch):
+    """The products and sorts on a torch device (exercised here on the CPU through the same code)."""
+    import atzoo.evaluation.ranking as ranking
+    problem = random_problem(0, 6)  # exactly representable products: both paths give equal floats
+    expected = evaluate_features(*problem)
+    monkeypatch.setattr(ranking, "_is_cpu", lambda device: False)
+    assert evaluate_features(*problem, device="cpu", chunk_size=7) == expected
