@@ -32,6 +32,7 @@ RESULTS = "results.json"
 CARD = "README.md"
 PACKAGE_FILES = (WEIGHTS, CONFIG, RESULTS, CARD)
 FORMAT = "atzoo-model-1"
+RUN_FORMAT = "atzoo-run-1"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 DATASET_RELEASES = ("403k", "135k", "synthetic")
 SYNTHETIC_MANIFEST = "synthetic.json"
@@ -304,6 +305,10 @@ def read_package(path: str | os.PathLike) -> ModelPackage:
     if not (path / CONFIG).is_file():
         raise PackageError(f"{path} has no {CONFIG}; without it the model cannot be rebuilt")
     config = read_json_checked(path / CONFIG, PackageError)
+    if isinstance(config, dict) and config.get("format") == RUN_FORMAT:
+        raise PackageError(f"{path} is a run directory (made by `atzoo train`), not a model package: export it "
+                           f"first with `atzoo export {path} OUT_DIR` (`atzoo embed` and the app's demo also take "
+                           f"the run directory itself)")
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise PackageError(f"{path / CONFIG} is not an atzoo model config (expected \"format\": \"{FORMAT}\")")
     missing = [key for key in ("method", "plugin", "recipe", "num_persons", "num_clothes", "input_size",

@@ -272,7 +272,7 @@ def _progress(iterable: range, description: str, show: bool) -> Iterator[int]:
         return iter(iterable)
     from tqdm.auto import tqdm
 
-    return iter(tqdm(iterable, desc=description, leave=False, dynamic_ncols=True))
+    return iter(tqdm(iterable, desc=description, leave=False, dynamic_ncols=True, disable=None))  # a terminal only
 
 
 def rank_segments(query_features: np.ndarray, segments: Sequence[Segment], query: Labels,
