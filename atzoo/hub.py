@@ -1,9 +1,6 @@
-"""Weights on the Hugging Face Hub: push through an upload guard, pull with a pinned revision and
-a checked sha256, offline from the local cache when ``HF_HUB_OFFLINE=1``.
-
-The AT-USTC licence forbids sharing any part of the dataset. The guard therefore scans a folder
-before anything is sent: only the model package's four files may go; an image, an archive, an
-array dump, anything named like an AT-USTC file or folder, or any other file stops the push.
+"""Weights on the Hugging Face Hub: push through the upload guard (`atzoo.uploadguard`), pull with a
+pinned revision and a checked sha256, offline from the local cache when ``HF_HUB_OFFLINE=1``; and
+`load`, a model from a package folder or a Hub id.
 """
 
 from __future__ import annotations
@@ -14,29 +11,22 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-from atzoo.errors import ChecksumError, HubError, UploadBlockedError
-from atzoo.package import CARD, CONFIG, PACKAGE_FILES, RESULTS, WEIGHTS, read_package
+from atzoo.errors import ChecksumError, HubError, PackageError
+from atzoo.package import (CARD, CONFIG, PICKLE_SUFFIXES, RESULTS, WEIGHTS, build_package_model, check_weights_readable,
+                           read_package, refuse_pickle)
+from atzoo.uploadguard import ALLOWED_FILES, Offender, guard, scan_folder
 
-ALLOWED_FILES = PACKAGE_FILES
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".zst", ".lz4")
-ARRAY_SUFFIXES = (".npy", ".npz", ".pkl", ".pickle", ".pt", ".pth", ".bin", ".ckpt", ".h5", ".hdf5",
-                  ".parquet", ".arrow", ".feather", ".mat", ".lmdb", ".mdb", ".tfrecord", ".csv", ".tsv",
-                  ".jsonl")
-ATUSTC_NAMES = (re.compile(r"p\d+-d\d+-c\d+", re.IGNORECASE), re.compile(r"cam\d+-f\d+-\d+", re.IGNORECASE))
+if TYPE_CHECKING:
+    import torch
+
+    from atzoo.registry import Registry
+
+__all__ = ["ALLOWED_FILES", "Offender", "PullResult", "UploadPlan", "guard", "load", "parse_repo_ref", "plan_upload",
+           "pull", "push", "registered_weights", "scan_folder", "sha256_file"]
+
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
-TEXT_FILES = (CONFIG, RESULTS, CARD)
-
-
-@dataclass(frozen=True)
-class Offender:
-    path: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path} ({self.reason})"
 
 
 @dataclass(frozen=True)
@@ -79,74 +69,6 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# the guard
-
-
-def _name_offence(relative: str) -> str:
-    for pattern in ATUSTC_NAMES:
-        if pattern.search(relative):
-            return "named like an AT-USTC file or folder"
-    suffixes = [s.lower() for s in Path(relative).suffixes]
-    for suffix in suffixes:
-        if suffix in IMAGE_SUFFIXES:
-            return "an image"
-        if suffix in ARCHIVE_SUFFIXES:
-            return "an archive"
-        if suffix in ARRAY_SUFFIXES:
-            return "an array or pickle dump"
-    return ""
-
-
-def _text_offence(path: Path) -> str:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return "not valid UTF-8 text"
-    for pattern in ATUSTC_NAMES:
-        match = pattern.search(text)
-        if match:
-            return f"mentions an AT-USTC file name ({match.group(0)!r})"
-    return ""
-
-
-def scan_folder(folder: str | os.PathLike) -> list[Offender]:
-    """Every entry of `folder` that must not be uploaded, with the reason; empty when it is clean."""
-    folder = Path(folder)
-    offenders = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        for name in sorted(dirnames) + sorted(filenames):
-            path = Path(dirpath) / name
-            relative = path.relative_to(folder).as_posix()
-            offence = _name_offence(relative)
-            if not offence and path.is_symlink():
-                offence = "a link"
-            elif not offence and path.is_dir():
-                offence = "a folder (a package is four files, no folders)"
-            elif not offence and relative not in ALLOWED_FILES:
-                offence = f"not in the allow-list ({', '.join(ALLOWED_FILES)})"
-            elif not offence and relative in TEXT_FILES:
-                offence = _text_offence(path)
-            if offence:
-                offenders.append(Offender(relative, offence))
-    return offenders
-
-
-def guard(folder: str | os.PathLike) -> None:
-    """Raise `UploadBlockedError` listing every offender in `folder` (see `scan_folder`)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise HubError(f"{folder} is not a folder; push a package made by `atzoo export`")
-    offenders = scan_folder(folder)
-    if offenders:
-        listed = "\n  ".join(str(o) for o in offenders)
-        raise UploadBlockedError(f"upload blocked: {folder} holds {len(offenders)} file(s) that may not be "
-                                 f"uploaded (the AT-USTC licence forbids sharing any part of the dataset; only "
-                                 f"{', '.join(ALLOWED_FILES)} may go):\n  {listed}")
-    if not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
-        raise HubError(f"{folder} lacks {WEIGHTS} or {CONFIG}; push a package made by `atzoo export`")
-
-
-# ---------------------------------------------------------------------------------------------
 # repo ids
 
 
@@ -173,9 +95,7 @@ def plan_upload(folder: str | os.PathLike, repo_id: str, revision: str | None = 
     folder = Path(folder)
     guard(folder)
     read_package(folder)
-    from atzoo.package import _check_weights_readable
-
-    _check_weights_readable(folder / WEIGHTS)
+    check_weights_readable(folder / WEIGHTS)
     files = tuple((name, (folder / name).stat().st_size) for name in ALLOWED_FILES if (folder / name).is_file())
     return UploadPlan(repo_id, revision, folder, files, sha256_file(folder / WEIGHTS))
 
@@ -206,12 +126,20 @@ def push(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None
 # pull
 
 
-def registered_weights(repo_id: str, registry=None) -> list[Any]:
+def registered_weights(repo_id: str, registry: Registry | None = None) -> list[Any]:
     """PretrainedWeights entries the zoo registered for `repo_id`."""
     from atzoo.registry import load_registry
 
     registry = registry or load_registry()
     return [entry.item for entry in registry.entries("weights") if entry.item.repo_id == repo_id]
+
+
+@overload
+def _download(repo_id: str, filename: str, revision: str, cache_dir: str | None, required: Literal[True]) -> Path: ...
+
+
+@overload
+def _download(repo_id: str, filename: str, revision: str, cache_dir: str | None, required: bool) -> Path | None: ...
 
 
 def _download(repo_id: str, filename: str, revision: str, cache_dir: str | None, required: bool) -> Path | None:
@@ -236,7 +164,8 @@ def _download(repo_id: str, filename: str, revision: str, cache_dir: str | None,
 
 
 def pull(ref: str, *, revision: str | None = None, sha256: str | None = None, filename: str = WEIGHTS,
-         cache_dir: str | os.PathLike | None = None, registry=None, sha256_source: str = "--sha256") -> PullResult:
+         cache_dir: str | os.PathLike | None = None, registry: Registry | None = None,
+         sha256_source: str = "--sha256") -> PullResult:
     """Download a package (weights, config, card, results) at a pinned revision into the Hub cache
     and check the weights' sha256 against `sha256` or the zoo's registered entry for the repo.
 
@@ -267,3 +196,26 @@ def pull(ref: str, *, revision: str | None = None, sha256: str | None = None, fi
         if _download(repo_id, prefix + name, revision, cache, required=(name == CONFIG)) is not None:
             fetched.append(prefix + name)
     return PullResult(weights.parent, repo_id, revision, actual, source, tuple(fetched))
+
+
+# ---------------------------------------------------------------------------------------------
+# load
+
+
+def load(path_or_id: str | os.PathLike, *, revision: str | None = None, sha256: str | None = None,
+         registry: Registry | None = None, device: str = "cpu") -> torch.nn.Module:
+    """A model from a local package folder or a Hub repo id (``ORG/NAME[@REVISION]``), in eval mode.
+
+    A Hub id is downloaded with its revision pinned (or read from the local cache offline) and its
+    weights checked against ``sha256`` or the zoo's registered checksum.
+    """
+    local = Path(path_or_id)
+    if local.exists():
+        package = read_package(local)
+    elif local.suffix.lower() in PICKLE_SUFFIXES:
+        refuse_pickle(local)
+    elif local.is_absolute() or str(path_or_id).startswith((".", "~")) or len(local.parts) > 2:
+        raise PackageError(f"{path_or_id}: no such model package folder (and it is not a Hub id ORG/NAME)")
+    else:
+        package = read_package(pull(str(path_or_id), revision=revision, sha256=sha256, registry=registry).path)
+    return build_package_model(package, registry).to(device)

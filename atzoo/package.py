@@ -20,17 +20,23 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from atzoo.errors import AtzooError, PackageError
-from atzoo.io import permissions_from_umask, read_json, read_json_checked, write_json_atomic, write_text_atomic
+from atzoo.errors import AtzooError, FormatError, PackageError
+from atzoo.formats import (checked, json_type_name, model_data, permissions_from_umask, read_json, show_value, validate_data,
+                           write_json, write_text_atomic)
+from atzoo.formats.card import CardMetadata, render_card_metadata
+from atzoo.formats.packageconfig import (CARD, CONFIG, PACKAGE_FILES, RESULTS, WEIGHTS, PackageConfig,
+                                        MAX_CONFIG_BYTES, write_package_config)
+from atzoo.formats.recipe import Provider
+from atzoo.formats.runconfig import RunConfig
 from atzoo.protocol import PROTOCOL_VERSION, SCENARIOS
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-RESULTS = "results.json"
-CARD = "README.md"
-PACKAGE_FILES = (WEIGHTS, CONFIG, RESULTS, CARD)
+if TYPE_CHECKING:
+    import torch
+
+    from atzoo.registry import Registry
+
 FORMAT = "atzoo-model-1"
 RUN_FORMAT = "atzoo-run-1"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -49,10 +55,15 @@ CITATION = """@inproceedings{li2025anytime,
 
 @dataclass(frozen=True)
 class ModelPackage:
-    """A package folder whose config has been read and checked (the weights are not loaded yet)."""
+    """A package folder whose config has been read and checked (the weights are not loaded yet).
+    `spec` is the checked `config.json`; `config` is the same in its JSON form."""
 
     path: Path
-    config: dict[str, Any]
+    spec: PackageConfig
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return model_data(self.spec)
 
     @property
     def weights(self) -> Path:
@@ -60,11 +71,11 @@ class ModelPackage:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return tuple(self.config["input_size"])  # type: ignore[return-value]
+        return self.spec.input_size
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        return tuple(tuple(v) for v in self.config["normalization"])  # type: ignore[return-value]
+        return self.spec.normalization
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,16 +99,22 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def aggregate_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+def aggregate_metrics(metrics: Any, source: str = "the run's metrics") -> dict[str, Any]:
     """Only the aggregate numbers of an evaluation: per scenario, Any-Time and mixed-test group, the
     numeric metrics. Anything else (lists, strings, per-image arrays) is dropped, so a results file
     can never carry image paths or per-query ranks."""
+    if not isinstance(metrics, dict):
+        raise FormatError(f"{source}: expected a JSON object with one entry per scenario, got "
+                          f"{json_type_name(metrics)}", file=source)
     names = [s.name for s in SCENARIOS] + [ANY_TIME]
     result: dict[str, Any] = {"protocol_version": str(metrics.get("protocol_version", PROTOCOL_VERSION))}
     for name in names:
         if name not in metrics:
-            raise PackageError(f"the run's metrics lack scenario {name!r}; evaluate the run again "
+            raise PackageError(f"{source}: scenario {name!r} is missing; evaluate the run again "
                                f"(`atzoo evaluate RUN_DIR`)")
+        if not isinstance(metrics[name], dict):
+            raise FormatError(f"{source}: {name} = {show_value(metrics[name])}; expected an object of metrics "
+                              f"(rank1, mAP, ...)", file=source)
         result[name] = {k: v for k, v in metrics[name].items() if _is_number(v)}
     mixed = metrics.get("mixed")
     if isinstance(mixed, dict):
@@ -120,33 +137,35 @@ def dataset_release_of(data_root: str | os.PathLike, release: str | None) -> str
     return release
 
 
-def package_config(run_config: dict[str, Any], dataset_release: str) -> dict[str, Any]:
+def _plugin_requirement(provider: Provider) -> dict[str, str]:
+    return {"name": provider.plugin, "distribution": provider.distribution, "version": provider.version,
+            "requires": requirement(provider.distribution, provider.version)}
+
+
+def package_config(run_config: RunConfig, dataset_release: str) -> PackageConfig:
     """A package's config.json from a run's config.json (the local data root is left out)."""
-    recipe = run_config["recipe"]
-    method, backbone = recipe["method"], recipe["backbone"]
-    return {
-        "format": FORMAT,
-        "method": method["qualified_name"],
-        "backbone": backbone["qualified_name"],
-        "plugin": {"name": method["plugin"], "distribution": method["distribution"], "version": method["version"],
-                   "requires": requirement(method["distribution"], method["version"])},
-        "backbone_plugin": {"name": backbone["plugin"], "distribution": backbone["distribution"],
-                            "version": backbone["version"],
-                            "requires": requirement(backbone["distribution"], backbone["version"])},
-        "backbone_args": recipe["backbone_args"],
-        "input_size": list(recipe["input_size"]),
-        "normalization": [list(v) for v in recipe["normalization"]],
-        "num_heads": len(recipe["heads"]),
-        "heads": list(recipe["heads"]),
-        "neck": recipe["neck"],
-        "embed_dim": recipe["embed_dim"],
-        "num_persons": run_config["num_persons"],
-        "num_clothes": run_config["num_clothes"],
-        "protocol_version": run_config.get("protocol_version", PROTOCOL_VERSION),
-        "dataset_release": dataset_release,
-        "dataset_fingerprint": run_config.get("dataset_fingerprint", ""),
-        "recipe": recipe,
-    }
+    recipe = run_config.recipe
+    method, backbone = recipe.method, recipe.backbone
+    return checked(
+        PackageConfig, "the package config",
+        method=method.qualified_name,
+        backbone=backbone.qualified_name,
+        plugin=_plugin_requirement(method),
+        backbone_plugin=_plugin_requirement(backbone),
+        backbone_args=recipe.backbone_args,
+        input_size=recipe.input_size,
+        normalization=recipe.normalization,
+        num_heads=len(recipe.heads),
+        heads=recipe.heads,
+        neck=recipe.neck,
+        embed_dim=recipe.embed_dim,
+        num_persons=run_config.num_persons,
+        num_clothes=run_config.num_clothes,
+        protocol_version=run_config.protocol_version,
+        dataset_release=dataset_release,
+        dataset_fingerprint=run_config.dataset_fingerprint,
+        recipe=recipe,
+    )
 
 
 def _percent(value: Any) -> float:
@@ -155,8 +174,6 @@ def _percent(value: Any) -> float:
 
 def model_card(config: dict[str, Any], results: dict[str, Any], license: str) -> str:
     """README.md with Hub metadata: licence, library, model-index (one result per scenario)."""
-    import yaml
-
     release = config["dataset_release"]
     dataset_name = "synthetic AT-USTC layout" if release == "synthetic" else f"AT-USTC ({release} release)"
     index_results = []
@@ -168,19 +185,17 @@ def model_card(config: dict[str, Any], results: dict[str, Any], license: str) ->
             "metrics": [{"type": key, "name": f"{name} {key}", "value": _percent(metrics[key])}
                         for key in ("rank1", "mAP", "mINP") if key in metrics],
         })
-    metadata = {
+    metadata = validate_data({
         "license": license, "library_name": "atzoo",
         "tags": ["person-reid", "anytime-person-reid", "at-ustc", "atzoo", config["method"].rpartition(":")[2]],
         "model-index": [{"name": f"atzoo {config['method']}", "results": index_results}],
-    }
+    }, CardMetadata, "the model card's metadata", upgrade=False)
     train = config["recipe"]["train"]
     rows = "\n".join(f"| {name} | {_percent(results[name].get('rank1', 0.0)):.2f} | "
                      f"{_percent(results[name].get('mAP', 0.0)):.2f} |"
                      for name in [s.name for s in SCENARIOS] + [ANY_TIME])
     losses = ", ".join(f"{term['loss']} x {term['weight']}" for term in config["recipe"]["losses"])
-    return f"""---
-{yaml.safe_dump(metadata, sort_keys=False).rstrip()}
----
+    return f"""{render_card_metadata(metadata).rstrip()}
 
 # {config['method']} (atzoo)
 
@@ -213,7 +228,7 @@ losses: {losses}. The package holds weights and aggregate metrics only; no image
 """
 
 
-def _check_weights_readable(path: Path) -> None:
+def check_weights_readable(path: Path) -> None:
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -248,27 +263,27 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, datase
     Everything is written into a temporary sibling folder, checked by the upload guard, and only
     then renamed to `out_dir`, so a failure never leaves a half-written or mixed package.
     """
-    from atzoo.hub import guard
-    from atzoo.runner.rundir import METRICS, MODEL, open_run_dir
+    from atzoo.uploadguard import guard
+    from atzoo.runner.rundir import METRICS_FILE, MODEL, open_run_dir
 
     run = open_run_dir(run_dir, need=("config.json", MODEL))
-    if not run.file(METRICS).is_file():
-        raise PackageError(f"run directory {run.path} has no {METRICS}; evaluate it first (`atzoo evaluate`)")
+    if not run.file(METRICS_FILE).is_file():
+        raise PackageError(f"run directory {run.path} has no {METRICS_FILE}; evaluate it first (`atzoo evaluate`)")
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
-    run_config = run.config
-    release = dataset_release_of(run_config.get("data_root", ""), dataset_release)
-    _check_weights_readable(run.file(MODEL))
+    run_config = run.read_config()
+    release = dataset_release_of(run_config.data_root, dataset_release)
+    check_weights_readable(run.file(MODEL))
     config = package_config(run_config, release)
-    results = aggregate_metrics(read_json(run.file(METRICS)))
+    results = aggregate_metrics(read_json(run.file(METRICS_FILE)), str(run.file(METRICS_FILE)))
     out.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         os.chmod(staged, permissions_from_umask(executable=True))
         shutil.copyfile(run.file(MODEL), staged / WEIGHTS)
-        write_json_atomic(staged / CONFIG, config)
-        write_json_atomic(staged / RESULTS, results)
-        write_text_atomic(staged / CARD, model_card(config, results, license))
+        write_package_config(staged / CONFIG, config)
+        write_json(staged / RESULTS, results)
+        write_text_atomic(staged / CARD, model_card(model_data(config), results, license))
         guard(staged)
         _swap_into_place(staged, out)
     finally:
@@ -280,7 +295,7 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, datase
 # loading
 
 
-def _refuse_pickle(path: Path) -> None:
+def refuse_pickle(path: Path) -> None:
     raise PackageError(f"{path} is a pickle file ({path.suffix}); atzoo never unpickles weights, because "
                        f"loading a pickle can run arbitrary code. Convert it to safetensors "
                        f"(safetensors.torch.save_model) and export a package with `atzoo export`")
@@ -291,7 +306,7 @@ def read_package(path: str | os.PathLike) -> ModelPackage:
     path = Path(path)
     if path.is_file():
         if path.suffix.lower() in PICKLE_SUFFIXES:
-            _refuse_pickle(path)
+            refuse_pickle(path)
         if path.name != WEIGHTS:
             raise PackageError(f"{path} is not a model package: expected a folder with {WEIGHTS} and {CONFIG}")
         path = path.parent
@@ -300,25 +315,19 @@ def read_package(path: str | os.PathLike) -> ModelPackage:
     if not (path / WEIGHTS).is_file():
         pickles = sorted(p for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
         if pickles:
-            _refuse_pickle(pickles[0])
+            refuse_pickle(pickles[0])
         raise PackageError(f"{path} has no {WEIGHTS}; a model package holds {', '.join(PACKAGE_FILES)}")
     if not (path / CONFIG).is_file():
         raise PackageError(f"{path} has no {CONFIG}; without it the model cannot be rebuilt")
-    config = read_json_checked(path / CONFIG, PackageError)
+    config = read_json(path / CONFIG, max_bytes=MAX_CONFIG_BYTES)
     if isinstance(config, dict) and config.get("format") == RUN_FORMAT:
         raise PackageError(f"{path} is a run directory (made by `atzoo train`), not a model package: export it "
                            f"first with `atzoo export {path} OUT_DIR` (`atzoo embed` and the app's demo also take "
                            f"the run directory itself)")
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise PackageError(f"{path / CONFIG} is not an atzoo model config (expected \"format\": \"{FORMAT}\")")
-    missing = [key for key in ("method", "plugin", "recipe", "num_persons", "num_clothes", "input_size",
-                               "normalization") if key not in config]
-    if missing:
-        raise PackageError(f"{path / CONFIG} lacks {', '.join(missing)}")
-    return ModelPackage(path, config)
+    return ModelPackage(path, validate_data(config, PackageConfig, str(path / CONFIG)))
 
 
-def _require_plugin(package: ModelPackage, registry) -> None:
+def _require_plugin(package: ModelPackage, registry: Registry) -> None:
     """A missing plugin is named with the pip requirement that provides it."""
     for key in ("plugin", "backbone_plugin"):
         plugin = package.config.get(key) or {}
@@ -332,14 +341,14 @@ def _require_plugin(package: ModelPackage, registry) -> None:
         raise PackageError(f"the model in {package.path} needs the atzoo plugin {name!r}, which {state}: {how}")
 
 
-def build_package_model(package: ModelPackage, registry=None):
+def build_package_model(package: ModelPackage, registry: Registry | None = None) -> torch.nn.Module:
     """The package's model rebuilt through the registry with its weights loaded strictly, in eval
     mode on the CPU. ``model.atzoo_config`` is the package's config."""
     from safetensors import SafetensorError
     from safetensors.torch import load_model
 
     from atzoo.registry import load_registry
-    from atzoo.runner.recipe import ResolvedRecipe, build_model
+    from atzoo.runner.recipe import build_model
 
     registry = registry or load_registry()
     _require_plugin(package, registry)
@@ -348,11 +357,7 @@ def build_package_model(package: ModelPackage, registry=None):
         registry.get("methods", config["method"])
     except AtzooError as error:
         raise PackageError(f"{package.path / CONFIG} names a method the registry does not know: {error}") from None
-    try:
-        recipe = ResolvedRecipe.from_json(config["recipe"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise PackageError(f"{package.path / CONFIG} has a malformed recipe ({error})") from None
-    model = build_model(recipe, int(config["num_persons"]), int(config["num_clothes"]), registry)
+    model = build_model(package.spec.recipe, package.spec.num_persons, package.spec.num_clothes, registry)
     try:
         load_model(model, str(package.weights), strict=True)
     except (SafetensorError, OSError) as error:
@@ -361,26 +366,5 @@ def build_package_model(package: ModelPackage, registry=None):
         raise PackageError(f"{package.weights} does not match the model its config describes "
                            f"(missing or unexpected keys): {error}") from None
     model.eval()
-    model.atzoo_config = config
+    setattr(model, "atzoo_config", config)  # noqa: B010 - nn.Module types its attributes as tensors or modules
     return model
-
-
-def load(path_or_id: str | os.PathLike, *, revision: str | None = None, sha256: str | None = None,
-         registry=None, device: str = "cpu"):
-    """A model from a local package folder or a Hub repo id (``ORG/NAME[@REVISION]``), in eval mode.
-
-    A Hub id is downloaded with its revision pinned (or read from the local cache offline) and its
-    weights checked against ``sha256`` or the zoo's registered checksum.
-    """
-    local = Path(path_or_id)
-    if local.exists():
-        package = read_package(local)
-    elif local.suffix.lower() in PICKLE_SUFFIXES:
-        _refuse_pickle(local)
-    elif local.is_absolute() or str(path_or_id).startswith((".", "~")) or len(local.parts) > 2:
-        raise PackageError(f"{path_or_id}: no such model package folder (and it is not a Hub id ORG/NAME)")
-    else:
-        from atzoo.hub import pull
-
-        package = read_package(pull(str(path_or_id), revision=revision, sha256=sha256, registry=registry).path)
-    return build_package_model(package, registry).to(device)

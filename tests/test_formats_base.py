@@ -131,7 +131,8 @@ def test_versions_older_are_migrated_newer_and_unknown_refused(tmp_path):
     assert "format_version is missing; expected 2" in missing
     assert "no longer read; expected version 2" in str(error_of(read_model, write(tmp_path, '{"format_version": 0}'),
                                                                  Sample))
-    assert "not a format version" in str(error_of(read_model, write(tmp_path, '{"format_version": "2"}'), Sample))
+    wrong_type = write(tmp_path, '{"format_version": "2"}')
+    assert "is not a sample config format version; expected 2" in str(error_of(read_model, wrong_type, Sample))
 
 
 def test_a_model_round_trips_through_write_and_read(tmp_path):
@@ -151,3 +152,11 @@ def test_io_helpers_delegate_to_the_strict_reader(tmp_path):
         read_json_checked(path, ValueError)
     with pytest.raises(FormatError):
         write_json_atomic(tmp_path / "x.json", {"x": float("inf")})
+
+
+def test_entry_text_is_read_strictly():
+    from atzoo.errors import LeaderboardError
+    from atzoo.formats.entry import parse_entry_text
+
+    with pytest.raises(LeaderboardError, match="'origin' appears twice"):
+        parse_entry_text('{"origin": "paper", "origin": "submission"}', "pasted entry")

@@ -12,9 +12,9 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import save_file
 
-from atzoo.errors import AtzooError, PackageError
-from atzoo.package import (CARD, CONFIG, RESULTS, WEIGHTS, aggregate_metrics, export_run, load, read_package,
-                           requirement)
+from atzoo.errors import AtzooError, FormatError, PackageError
+from atzoo.hub import load
+from atzoo.package import CARD, CONFIG, RESULTS, WEIGHTS, aggregate_metrics, export_run, read_package, requirement
 from tests.packages import SCENARIO_NAMES, TINY_OVERRIDES, fake_metrics, make_package, make_run_dir
 
 def test_export_writes_exactly_the_four_files_with_rebuild_config(tmp_path):
@@ -134,11 +134,13 @@ def test_pickles_are_never_loaded(tmp_path, suffix):
 def test_unknown_method_and_missing_plugin_name_the_fix(tmp_path):
     pkg = make_package(tmp_path)
     config = json.loads((pkg / CONFIG).read_text())
-    config["method"] = "builtins:no-such-method"
+    config["method"] = config["recipe"]["method"]["qualified_name"] = "builtins:no-such-method"
     (pkg / CONFIG).write_text(json.dumps(config))
     with pytest.raises(PackageError, match="no-such-method"):
         load(pkg)
     config["method"] = "fancy:fancy-net"
+    config["recipe"]["method"] = {"qualified_name": "fancy:fancy-net", "plugin": "fancy",
+                                  "distribution": "atzoo-fancy", "version": "1.2.0"}
     config["plugin"] = {"name": "fancy", "distribution": "atzoo-fancy", "version": "1.2.0",
                         "requires": "atzoo-fancy>=1.2.0,<2"}
     (pkg / CONFIG).write_text(json.dumps(config))
@@ -153,10 +155,10 @@ def test_read_package_rejects_non_packages(tmp_path):
         read_package(tmp_path / "nothing")
     pkg = make_package(tmp_path)
     (pkg / CONFIG).write_text("{not json")
-    with pytest.raises(PackageError, match="not valid JSON"):
+    with pytest.raises(FormatError, match="not valid JSON"):
         read_package(pkg)
     (pkg / CONFIG).write_text(json.dumps({"format": "other"}))
-    with pytest.raises(PackageError, match="atzoo-model-1"):
+    with pytest.raises(FormatError, match="atzoo-model-1"):
         read_package(pkg)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import click
 
 from atzoo.cli.output import echo_elapsed, elapsed, print_metrics
 from atzoo.config import parse_overrides
+from atzoo.formats import read_json
 from atzoo.zoo import QUICKSTART_RUN
 
 DEFAULT_SYNTHETIC_ROOT = Path("data/synthetic-atustc")
@@ -34,14 +34,14 @@ def train(method: str, data_root: Path | None, out_dir: Path, settings: tuple[st
     """
     from atzoo.runner import train as run_training
     from atzoo.runner.distributed import is_main_process
-    from atzoo.runner.rundir import METRICS
+    from atzoo.runner.rundir import METRICS_FILE
 
     started = time.perf_counter()
     run = run_training(method, data_root, out_dir, parse_overrides(settings), resume=resume,
                        skip_bad_names=skip_bad_names)
-    metrics_file = run.file(METRICS)
+    metrics_file = run.file(METRICS_FILE)
     if is_main_process():
-        print_metrics(json.loads(metrics_file.read_text()), as_json)
+        print_metrics(read_json(metrics_file), as_json)
         if not as_json:
             click.echo(f"Run written to {run.path}")
         echo_elapsed("atzoo train", started)
@@ -95,7 +95,7 @@ def quickstart(data_root: Path, out_dir: Path, method: str, settings: tuple[str,
     from atzoo.evaluation.report import print_comparison
     from atzoo.runner import train as run_training
     from atzoo.runner.evaluation import evaluate_initialisation
-    from atzoo.runner.rundir import METRICS
+    from atzoo.runner.rundir import METRICS_FILE
 
     started = time.perf_counter()
     if not data_root.exists():
@@ -105,10 +105,12 @@ def quickstart(data_root: Path, out_dir: Path, method: str, settings: tuple[str,
         out_dir = out_dir.with_name(f"{out_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     click.echo(f"Training {method} on {data_root} into {out_dir} ...")
     run = run_training(method, data_root, out_dir, parse_overrides(settings))
-    metrics = json.loads(run.file(METRICS).read_text())
+    metrics = read_json(run.file(METRICS_FILE))
     print_metrics(metrics, as_json=False)
     click.echo("Evaluating the same model at its random initialisation, for comparison ...")
-    print_comparison(evaluate_initialisation(run.path), metrics, ("random init", "trained"), console())
+    initial = evaluate_initialisation(run.path)
+    if initial is not None:
+        print_comparison(initial, metrics, ("random init", "trained"), console())
     minutes = (time.perf_counter() - started) / 60
     click.echo(f"Done in {minutes:.1f} min. Run directory: {run.path} "
                f"(model.safetensors, metrics.json, train_log.jsonl). Evaluate again with "

@@ -13,10 +13,9 @@ from typing import Any
 import numpy as np
 
 from atzoo.errors import FeaturesError
-from atzoo.protocol import CAMERAS, FLAGS, SCENARIOS, modalities_of_cameras
+from atzoo.protocol import CAMERAS, FLAGS, SCENARIOS, TEST_FLAGS, modalities_of_cameras
 
 NUM_HEADS = len(SCENARIOS)
-TEST_FLAGS = tuple(range(2, 11))
 
 
 @dataclass(frozen=True)

@@ -31,12 +31,12 @@ This package imports nothing from atzoo above `atzoo.errors` and `atzoo.protocol
 
 from atzoo.errors import FormatError
 from atzoo.formats.atomic import atomic_path, permissions_from_umask, write_text_atomic
-from atzoo.formats.jsonfile import MAX_BYTES, MAX_DEPTH, dump_json, parse_json, read_json, write_json
-from atzoo.formats.model import (FormatModel, json_type_name, model_data, parse_model, read_model, show_value,
+from atzoo.formats.jsonfile import MAX_BYTES, MAX_DEPTH, dump_json, dump_json_line, parse_json, read_json, write_json
+from atzoo.formats.model import (FormatModel, Record, checked, json_type_name, model_data, parse_model, read_model, show_value,
                                  validate_data, write_model)
 
 __all__ = [
-    "MAX_BYTES", "MAX_DEPTH", "FormatError", "FormatModel", "atomic_path", "dump_json", "json_type_name", "model_data",
-    "parse_json", "parse_model", "permissions_from_umask", "read_json", "read_model", "show_value", "validate_data",
-    "write_json", "write_model", "write_text_atomic",
+    "MAX_BYTES", "MAX_DEPTH", "FormatError", "FormatModel", "Record", "atomic_path", "checked", "dump_json",
+    "dump_json_line", "json_type_name", "model_data", "parse_json", "parse_model", "permissions_from_umask",
+    "read_json", "read_model", "show_value", "validate_data", "write_json", "write_model", "write_text_atomic",
 ]

@@ -135,6 +135,12 @@ def dump_json(data: Any, source: str = "JSON data") -> str:
     return json.dumps(data, indent=2, allow_nan=False) + "\n"
 
 
+def dump_json_line(data: Any, source: str = "JSON data") -> str:
+    """`data` as one compact line of JSON (for `.jsonl` logs); non-finite numbers refused."""
+    dump_json(data, source)
+    return json.dumps(data, allow_nan=False, separators=(",", ":")) + "\n"
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Write `data` as JSON atomically (a temporary file beside, then a rename)."""
     write_text_atomic(path, dump_json(data, str(path)))

@@ -24,47 +24,69 @@ M = TypeVar("M", bound=BaseModel)
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class FormatModel(BaseModel):
-    """Base of every file format: unknown keys refused, non-finite floats refused, frozen.
-
-    Subclasses set `FORMAT_NAME` (words for messages), `FORMAT_VERSION` (the version this atzoo
-    writes), and declare the version field themselves (``format_version: Literal[2] = 2``) so that it is
-    written and published in the schema. A file written before the version field existed is read as
-    `UNVERSIONED` (None: refused). `MIGRATIONS[v]` turns the data of version v into version v + 1.
-    """
+class Record(BaseModel):
+    """A part of a file format (a nested object): unknown keys and non-finite floats refused, frozen.
+    Numbers get `strict=True` in their `Field`, so that `"5"` and `true` are not read as numbers."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class FormatModel(Record):
+    """A whole file format, with a version.
+
+    Subclasses set `FORMAT_NAME` (words for messages), `FORMAT_VERSION` (the version this atzoo
+    writes), and declare the version field themselves (``format_version: Literal[2] = 2``) so that it
+    is written and published in the schema. A format whose files spell the version as a tagged string
+    (``"format": "atzoo-run-1"``) sets `VERSION_KEY = "format"` and `VERSION_PREFIX = "atzoo-run-"`.
+    A file written before the version field existed is read as version `UNVERSIONED` (None: refused).
+    `MIGRATIONS[v]` turns the data of version v into the data of version v + 1.
+    """
 
     FORMAT_NAME: ClassVar[str] = "file"
     FORMAT_VERSION: ClassVar[int] = 1
     VERSION_KEY: ClassVar[str] = "format_version"
+    VERSION_PREFIX: ClassVar[str] = ""
     UNVERSIONED: ClassVar[int | None] = None
     MIGRATIONS: ClassVar[Mapping[int, Migration]] = {}
 
     @classmethod
+    def version_value(cls, version: int) -> int | str:
+        """How a file of format version `version` spells it."""
+        return f"{cls.VERSION_PREFIX}{version}" if cls.VERSION_PREFIX else version
+
+    @classmethod
     def version_of(cls, data: dict[str, Any]) -> Any:
-        """The format version a file declares (override when a format spells it differently)."""
-        return data.get(cls.VERSION_KEY, cls.UNVERSIONED)
+        """The format version a file declares: an int, None when absent, or the raw value when unreadable."""
+        if cls.VERSION_KEY not in data:
+            return cls.UNVERSIONED
+        value = data[cls.VERSION_KEY]
+        if cls.VERSION_PREFIX and isinstance(value, str) and value.startswith(cls.VERSION_PREFIX):
+            number = value[len(cls.VERSION_PREFIX):]
+            return int(number) if number.isdigit() and len(number) < 6 else value
+        return value if not cls.VERSION_PREFIX else str(value)
 
     @classmethod
     def upgrade(cls, data: dict[str, Any], source: str) -> dict[str, Any]:
         """`data` at the current format version, migrated from an older one, or a FormatError."""
         version = cls.version_of(data)
         current = cls.FORMAT_VERSION
+        expected = show_value(cls.version_value(current))
         if version is None:
-            raise FormatError(f"{source}: {cls.VERSION_KEY} is missing; expected {current} "
-                              f"(a {cls.FORMAT_NAME} written by this atzoo)", file=source)
+            raise FormatError(f"{source}: {cls.VERSION_KEY} is missing; expected {expected} "
+                              f"(a {cls.FORMAT_NAME} written by atzoo)", file=source)
         if type(version) is not int:
-            raise FormatError(f"{source}: {cls.VERSION_KEY} = {show_value(version)} is not a format version; "
-                              f"expected the integer {current}", file=source)
+            raise FormatError(f"{source}: {cls.VERSION_KEY} = {show_value(data.get(cls.VERSION_KEY))} is not a "
+                              f"{cls.FORMAT_NAME} format version; expected {expected}", file=source)
         if version > current:
-            raise FormatError(f"{source}: {cls.VERSION_KEY} = {version} was written by a newer atzoo; this one reads "
-                              f"{cls.FORMAT_NAME} version {current} and older: upgrade atzoo", file=source)
+            raise FormatError(f"{source}: {cls.VERSION_KEY} = {show_value(cls.version_value(version))} was written by "
+                              f"a newer atzoo; this one reads {cls.FORMAT_NAME} version {current} and older: "
+                              f"upgrade atzoo", file=source)
         while version < current:
             migrate = cls.MIGRATIONS.get(version)
             if migrate is None:
-                raise FormatError(f"{source}: {cls.VERSION_KEY} = {version} is no longer read; expected version "
-                                  f"{current}: write the {cls.FORMAT_NAME} again with this atzoo", file=source)
+                raise FormatError(f"{source}: {cls.VERSION_KEY} = {show_value(cls.version_value(version))} is no "
+                                  f"longer read; expected version {expected}: write the {cls.FORMAT_NAME} again "
+                                  f"with this atzoo", file=source)
             data = migrate(dict(data))
             version += 1
         return data
@@ -79,13 +101,13 @@ def show_value(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def validate_data(data: Any, model: type[M], source: str) -> M:
+def validate_data(data: Any, model: type[M], source: str, *, upgrade: bool = True) -> M:
     """Parsed JSON as `model` (upgraded first if it is a FormatModel), or a FormatError listing
     every problem, each naming its field, the value found and what was expected."""
     if not isinstance(data, dict):
         name = getattr(model, "FORMAT_NAME", model.__name__)
         raise FormatError(f"{source}: expected a JSON object {{...}} (a {name}), got {json_type_name(data)}", file=source)
-    if issubclass(model, FormatModel):
+    if upgrade and issubclass(model, FormatModel):
         data = model.upgrade(data, source)
     try:
         return model.model_validate(data)
@@ -93,6 +115,12 @@ def validate_data(data: Any, model: type[M], source: str) -> M:
         problems = tuple(validation_problems(error, model))
     head = f"{source}: " if len(problems) == 1 else f"{source} has {len(problems)} problems:\n  "
     raise FormatError(head + "\n  ".join(problems), file=source, problems=problems)
+
+
+def checked(model: type[M], source: str, **fields: Any) -> M:
+    """`model` built in code from `fields` (at the current version), with the same checks and error
+    messages as a file: `source` says what is being built."""
+    return validate_data(fields, model, source, upgrade=False)
 
 
 def parse_model(text: str | bytes, model: type[M], source: str) -> M:
@@ -130,8 +158,11 @@ def validation_problems(error: ValidationError, model: type[BaseModel]) -> list[
     """One line per distinct field pydantic found wrong: ``field.path = value: problem; expected WHAT``."""
     schema = model.model_json_schema(by_alias=True, mode="validation")
     lines: dict[str, str] = {}
-    for item in error.errors():
-        loc = tuple(item["loc"])
+    items = error.errors()
+    locations = [tuple(item["loc"]) for item in items]
+    for item, loc in zip(items, locations):
+        if any(len(other) > len(loc) and other[:len(loc)] == loc for other in locations):
+            continue  # a container's error that only repeats one of its items' errors
         node, field_loc = schema_at(schema, loc)
         field = ".".join(str(part) for part in field_loc) or "(top level)"
         if field in lines:
@@ -147,6 +178,8 @@ def _problem_line(item: Any, field: str, expected: str) -> str:
         return f"{field} is missing" + (f"; expected {expected}" if expected else "")
     if kind == "extra_forbidden":
         return f"{field} is not a field of this format (value {show_value(item['input'])})"
+    if not item["loc"] and kind in ("value_error", "assertion_error"):
+        return item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     found = f"{field} = {show_value(item['input'])} ({json_type_name(item['input'])})"
     if expected and kind not in ("value_error", "assertion_error"):
         return f"{found}; expected {expected}"

@@ -11,7 +11,6 @@ a job whose heartbeat went stale, the old worker's late writes match no row and 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import sqlite3
 import time
@@ -21,6 +20,8 @@ from typing import Any
 from collections.abc import Iterator
 
 from atzoo.errors import ServiceError
+from atzoo.formats.jobspec import job_spec_text, parse_job_spec
+from atzoo.formats.jsonfile import dump_json, parse_json
 from atzoo.service.runnerdir import RunnerDir
 
 SCHEMA_VERSION = 1
@@ -84,8 +85,8 @@ class Job:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
         values = dict(row)
-        values["spec"] = json.loads(values["spec"])
-        values["result"] = json.loads(values["result"]) if values["result"] else None
+        values["spec"] = parse_job_spec(values["kind"], values["spec"], f"job {values['id']}'s spec")
+        values["result"] = parse_json(values["result"], f"job {values['id']}'s result") if values["result"] else None
         values["cancel_requested"] = bool(values["cancel_requested"])
         return cls(**values)
 
@@ -240,8 +241,9 @@ class Queue:
             cursor = db.execute(
                 "INSERT INTO jobs (kind, target, spec, gpus, time_limit_s, memory_limit_gb, state, submitted) "
                 "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
-                (kind, target, json.dumps(spec), gpus, time_limit_s, memory_limit_gb, time.time()))
-            return int(cursor.lastrowid)
+                (kind, target, job_spec_text(kind, spec), gpus, time_limit_s, memory_limit_gb, time.time()))
+            assert cursor.lastrowid is not None, "an INSERT always sets lastrowid"
+            return cursor.lastrowid
 
     def request_cancel(self, job_id: int) -> Job:
         """A queued job is cancelled at once; a running one is flagged for its worker to stop."""
@@ -328,7 +330,7 @@ class Queue:
             raise ValueError(f"finish() takes a terminal state, got {state!r}")
         return self._fenced(job, "state=?, finished=?, reason=?, returncode=?, log_tail=?, result=?, pid=NULL",
                             (state, time.time(), reason, returncode, log_tail,
-                             json.dumps(result) if result is not None else None))
+                             dump_json(result, "job result").strip() if result is not None else None))
 
     def release(self, job: Job, reason: str) -> bool:
         """Hand a running job back to the queue (its worker is shutting down); it resumes later."""
