@@ -24,8 +24,9 @@ from atzoo.formats.jobspec import job_spec_text, parse_job_spec
 from atzoo.formats.jsonfile import dump_json, parse_json
 from atzoo.service.runnerdir import RunnerDir
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KINDS = ("train", "verify")
+BACKENDS = ("local", "slurm")
 STATES = ("queued", "running", "done", "failed", "cancelled")
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -51,15 +52,19 @@ CREATE TABLE jobs (
     returncode INTEGER,
     reason TEXT,
     log_tail TEXT,
-    result TEXT
+    result TEXT,
+    backend TEXT NOT NULL DEFAULT 'local' CHECK (backend IN {BACKENDS})
 );
 CREATE INDEX jobs_by_state ON jobs (state, id);
 """
+# Version 1 had no backend column: every job was the local workers'.
+MIGRATE_1_TO_2 = f"ALTER TABLE jobs ADD COLUMN backend TEXT NOT NULL DEFAULT 'local' CHECK (backend IN {BACKENDS})"
 
 
 @dataclass(frozen=True)
 class Job:
-    """One row of the queue. `attempts` is also the fencing token of a running job's current attempt."""
+    """One row of the queue. `attempts` is also the fencing token of a running job's current attempt.
+    `backend`: who runs it, the local workers or Slurm (whose jobs no worker ever claims)."""
 
     id: int
     kind: str
@@ -81,6 +86,7 @@ class Job:
     reason: str | None
     log_tail: str | None
     result: dict[str, Any] | None
+    backend: str = "local"
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -148,6 +154,9 @@ class Queue:
                                f"tables)")
         with self._translate():
             row = self._db.execute("SELECT version FROM schema_version").fetchone()
+        if row is not None and row[0] == 1:
+            self._migrate_1_to_2()
+            row = (SCHEMA_VERSION,)
         if row is None or row[0] != SCHEMA_VERSION:
             raise ServiceError(f"queue file {self.path} has schema version {row[0] if row else None}; "
                                f"this atzoo reads version {SCHEMA_VERSION}")
@@ -159,6 +168,12 @@ class Queue:
             for statement in filter(str.strip, SCHEMA.split(";")):
                 db.execute(statement)
             db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+    def _migrate_1_to_2(self) -> None:
+        with self._transaction() as db:
+            if db.execute("SELECT version FROM schema_version").fetchone()[0] == 1:
+                db.execute(MIGRATE_1_TO_2)
+                db.execute("UPDATE schema_version SET version = 2")
 
     def close(self) -> None:
         self._db.close()
@@ -216,22 +231,25 @@ class Queue:
         with self._translate():
             running, queued = self._db.execute(
                 "SELECT count(*) FILTER (WHERE state = 'running'), "
-                "count(*) FILTER (WHERE state = 'queued' AND gpus <= ?) FROM jobs",
+                "count(*) FILTER (WHERE state = 'queued' AND gpus <= ?) FROM jobs WHERE backend = 'local'",
                 (capacity if capacity is not None else 1 << 30,)).fetchone()
         return running == 0 and queued == 0
 
     def queued_beyond(self, capacity: int) -> int:
         """How many queued jobs ask for more devices than `capacity`."""
         with self._translate():
-            return self._db.execute("SELECT count(*) FROM jobs WHERE state = 'queued' AND gpus > ?",
+            return self._db.execute("SELECT count(*) FROM jobs WHERE backend = 'local' AND state = 'queued' AND gpus > ?",
                                     (capacity,)).fetchone()[0]
 
     # -- submitting and user actions -----------------------------------------------------------
 
     def submit(self, kind: str, target: str, spec: dict[str, Any], *, gpus: int = 1,
-               time_limit_s: float | None = None, memory_limit_gb: float | None = None) -> int:
+               time_limit_s: float | None = None, memory_limit_gb: float | None = None,
+               backend: str = "local") -> int:
         if kind not in KINDS:
             raise ServiceError(f"job kind {kind!r} unknown; expected one of {', '.join(KINDS)}")
+        if backend not in BACKENDS:
+            raise ServiceError(f"backend {backend!r} unknown; expected one of {', '.join(BACKENDS)}")
         if gpus < 1:
             raise ServiceError(f"a job needs at least 1 device, got gpus={gpus}")
         for name, value in (("time limit", time_limit_s), ("memory limit", memory_limit_gb)):
@@ -239,9 +257,9 @@ class Queue:
                 raise ServiceError(f"{name} must be positive and finite, got {value}")
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT INTO jobs (kind, target, spec, gpus, time_limit_s, memory_limit_gb, state, submitted) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?)",
-                (kind, target, job_spec_text(kind, spec), gpus, time_limit_s, memory_limit_gb, time.time()))
+                "INSERT INTO jobs (kind, target, spec, gpus, time_limit_s, memory_limit_gb, state, submitted, backend) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (kind, target, job_spec_text(kind, spec), gpus, time_limit_s, memory_limit_gb, time.time(), backend))
             assert cursor.lastrowid is not None, "an INSERT always sets lastrowid"
             return cursor.lastrowid
 
@@ -288,7 +306,7 @@ class Queue:
             while True:
                 now = time.time()
                 row = db.execute(
-                    "SELECT * FROM jobs WHERE gpus <= ? AND (state = 'queued' OR (state = 'running' AND "
+                    "SELECT * FROM jobs WHERE backend = 'local' AND gpus <= ? AND (state = 'queued' OR (state = 'running' AND "
                     "(heartbeat IS NULL OR heartbeat < ?))) ORDER BY id LIMIT 1",
                     (capacity, now - stale_after_s)).fetchone()
                 if row is None:
