@@ -95,9 +95,12 @@ def _write_unlabelled(out: Path, feats: np.ndarray, paths: Sequence[Path]) -> No
 
 
 def embed(model_ref: str | os.PathLike, inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *,
-          batch_size: int = 64, device: str = "cpu", progress: bool = True, registry=None) -> EmbedResult:
-    """Embed images with a package (folder or Hub id) and write a ``.npz`` features file."""
-    from atzoo.evaluation.features_file import save_features
+          batch_size: int = 64, device: str = "cpu", progress: bool = True, registry=None,
+          overwrite: bool = False) -> EmbedResult:
+    """Embed images with a package (folder or Hub id) and write a ``.npz`` features file. An existing
+    `out` is replaced only with `overwrite`, and only when it is a features file."""
+    from atzoo.evaluation.features_file import is_features_file, save_features
+    from atzoo.outputs import check_output_file
     from atzoo.package import load
 
     out = Path(out)
@@ -105,6 +108,9 @@ def embed(model_ref: str | os.PathLike, inputs: Iterable[str | os.PathLike], out
         raise AtzooError(f"--out {out} must end in .npz (a features file)")
     inputs = list(inputs)
     paths = collect_images(inputs)
+    local_model = [model_ref] if Path(model_ref).exists() else []
+    check_output_file(out, "a features file", inputs=[*local_model, *inputs], overwrite=overwrite,
+                      is_own=is_features_file)
     model = load(model_ref, registry=registry, device=device)
     config = model.atzoo_config
     feats = embed_images(model, paths, tuple(config["input_size"]), tuple(tuple(v) for v in config["normalization"]),

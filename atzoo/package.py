@@ -222,11 +222,10 @@ def _check_weights_readable(path: Path) -> None:
         raise PackageError(f"{path} cannot be read as safetensors ({error}); it is damaged or truncated") from None
 
 
-def _prepare_out_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise PackageError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise PackageError(f"{out} already exists and is not empty; pass --overwrite to replace it")
+def _prepare_out_dir(out: Path, run_dir: Path, overwrite: bool) -> None:
+    from atzoo.outputs import PACKAGE, check_output_folder
+
+    check_output_folder(out, PACKAGE, inputs=[run_dir], overwrite=overwrite)
 
 
 def _swap_into_place(staged: Path, out: Path) -> None:
@@ -250,11 +249,11 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, datase
     from atzoo.hub import guard
     from atzoo.runner.rundir import METRICS, MODEL, open_run_dir
 
+    out = Path(out_dir)
+    _prepare_out_dir(out, Path(run_dir), overwrite)
     run = open_run_dir(run_dir, need=("config.json", MODEL))
     if not run.file(METRICS).is_file():
         raise PackageError(f"run directory {run.path} has no {METRICS}; evaluate it first (`atzoo evaluate`)")
-    out = Path(out_dir)
-    _prepare_out_dir(out, overwrite)
     run_config = run.config
     release = dataset_release_of(run_config.get("data_root", ""), dataset_release)
     _check_weights_readable(run.file(MODEL))

@@ -31,10 +31,16 @@ def train(method: str, data_root: Path | None, out_dir: Path, settings: tuple[st
 
     Works the same under `torchrun --nproc_per_node=N -m atzoo train ...` (DistributedDataParallel).
     """
+    from atzoo.outputs import check_fresh_folder, check_placement
     from atzoo.runner import train as run_training
     from atzoo.runner.distributed import is_main_process
     from atzoo.runner.rundir import METRICS
 
+    inputs = [data_root] if data_root is not None else []
+    if resume:
+        check_placement(out_dir, inputs)
+    else:
+        check_fresh_folder(out_dir, inputs, hint="use --resume to continue it, or choose another --out")
     run = run_training(method, data_root, out_dir, parse_overrides(settings), resume=resume,
                        skip_bad_names=skip_bad_names)
     metrics_file = run.file(METRICS)

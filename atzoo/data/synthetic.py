@@ -732,18 +732,14 @@ def default_workers(config: SynthConfig) -> int:
 
 
 def _check_destination(root: Path, overwrite: bool) -> None:
-    """Refuse a file, a non-empty folder without `overwrite`, and any folder that is not a
-    synthetic dataset (no `synthetic.json`) even with it, so a typo cannot delete real data."""
-    if root.exists() and not root.is_dir():
-        raise DestinationError(f"{root} exists and is not a directory")
-    if not root.is_dir() or not any(root.iterdir()):
-        return
-    if not overwrite:
-        raise DestinationError(f"{root} exists and is not empty (use --overwrite, or overwrite=True, to replace "
-                               "a synthetic dataset there)")
-    if not (root / MANIFEST_NAME).is_file():
-        raise DestinationError(f"{root} is not empty and holds no {MANIFEST_NAME}: only a folder written by this "
-                               "generator (or an empty one) is replaced; choose another path or remove it yourself")
+    """The output rule (`atzoo.outputs`): a new or empty folder, or with `overwrite` a folder this
+    generator wrote (its manifest and person folders only), so a typo cannot delete real data."""
+    from atzoo.outputs import SYNTHETIC_DATASET, OutputError, check_output_folder
+
+    try:
+        check_output_folder(root, SYNTHETIC_DATASET, overwrite=overwrite)
+    except OutputError as error:
+        raise DestinationError(str(error)) from None
 
 
 def _move_into_place(staging: Path, root: Path) -> None:

@@ -61,6 +61,15 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
         raise FeaturesError(f"{path} cannot be read as .npz ({error})") from None
 
 
+def is_features_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a .npz holding a `feats` array (what `save_features` and `atzoo embed` write)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "feats.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def load_features(path: str | os.PathLike) -> FeatureSet:
     """Read and check a features file; every problem is a FeaturesError naming the file and array."""
     path = Path(path)
