@@ -127,7 +127,7 @@ def test_a_damaged_row_is_reported_on_its_own_line_and_the_others_work(world, ru
         db.execute(f"UPDATE jobs SET {assignment} WHERE id = 2")
     status = run_cli(capsys, "runner", "--runner-dir", runner, "status")
     assert status.code == 0 and "Traceback" not in status.text, status.text
-    assert f"job 2: damaged: " in status.err and problem in status.err
+    assert "job 2: damaged: " in status.err and problem in status.err
     rows = json.loads(run_cli(capsys, "runner", "--runner-dir", runner, "status", "--json").out)
     assert [(r["id"], r["state"]) for r in rows] == [(1, "queued"), (2, "damaged"), (3, "queued")]
     assert_user_error(run_cli(capsys, "runner", "--runner-dir", runner, "cancel", "2"), "job 2", problem)
