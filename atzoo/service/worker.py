@@ -286,6 +286,7 @@ class Worker:
             kill_group(process)
             return Outcome("lost")
         outcome = self._watch(queue, job, process, started)
+        self._kill_leftovers(job)
         returncode = process.returncode
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(f"\n==== step {step.name} ended with status {returncode} at {now_iso()}\n")
@@ -324,3 +325,10 @@ class Worker:
             if self._stopping:
                 stop_group(process, self.options.grace_s)
                 return Outcome("released", f"worker {self.id} stopped; the job resumes on the next worker")
+
+    def _kill_leftovers(self, job: Job) -> None:
+        """Kill every process of this attempt still alive once its step ended or was stopped: one that
+        left the step's process group (a plugin's subprocess in a session of its own) included."""
+        killed = kill_job_processes(self.runner.identity, job.id, attempt=job.attempts)
+        if killed:
+            self._say(f"job {job.id}: killed leftover processes {killed}")
