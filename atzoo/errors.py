@@ -44,3 +44,16 @@ class LeaderboardError(AtzooError):
 
 class ServiceError(AtzooError):
     """A runner directory, queue file or job request is not what the runner service expects."""
+
+
+class FormatError(AtzooError):
+    """A file atzoo reads or writes does not follow its format: not JSON, a duplicate key, a
+    non-finite number, a value of the wrong type or out of range, an unknown format version.
+
+    The message names the file, the field (a dotted path), the value found and what was expected.
+    `file` and `problems` keep the same facts for callers that need them separately."""
+
+    def __init__(self, message: str, *, file: str = "", problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.file = file
+        self.problems = problems

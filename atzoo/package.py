@@ -22,8 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atzoo.errors import AtzooError, PackageError
-from atzoo.io import permissions_from_umask, read_json, read_json_checked, write_json_atomic, write_text_atomic
+from atzoo.errors import AtzooError, FormatError, PackageError
+from atzoo.formats import (checked, json_type_name, model_data, permissions_from_umask, read_json, show_value, validate_data,
+                           write_json, write_text_atomic)
+from atzoo.formats.card import CardMetadata, render_card_metadata
+from atzoo.formats.packageconfig import PackageConfig, read_package_config, write_package_config
+from atzoo.formats.recipe import Provider
+from atzoo.formats.runconfig import RunConfig
 from atzoo.protocol import PROTOCOL_VERSION, SCENARIOS
 
 WEIGHTS = "model.safetensors"
@@ -48,10 +53,15 @@ CITATION = """@inproceedings{li2025anytime,
 
 @dataclass(frozen=True)
 class ModelPackage:
-    """A package folder whose config has been read and checked (the weights are not loaded yet)."""
+    """A package folder whose config has been read and checked (the weights are not loaded yet).
+    `spec` is the checked `config.json`; `config` is the same in its JSON form."""
 
     path: Path
-    config: dict[str, Any]
+    spec: PackageConfig
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return model_data(self.spec)
 
     @property
     def weights(self) -> Path:
@@ -59,11 +69,11 @@ class ModelPackage:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return tuple(self.config["input_size"])  # type: ignore[return-value]
+        return self.spec.input_size
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        return tuple(tuple(v) for v in self.config["normalization"])  # type: ignore[return-value]
+        return self.spec.normalization
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,16 +97,22 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def aggregate_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+def aggregate_metrics(metrics: Any, source: str = "the run's metrics") -> dict[str, Any]:
     """Only the aggregate numbers of an evaluation: per scenario, Any-Time and mixed-test group, the
     numeric metrics. Anything else (lists, strings, per-image arrays) is dropped, so a results file
     can never carry image paths or per-query ranks."""
+    if not isinstance(metrics, dict):
+        raise FormatError(f"{source}: expected a JSON object with one entry per scenario, got "
+                          f"{json_type_name(metrics)}", file=source)
     names = [s.name for s in SCENARIOS] + [ANY_TIME]
     result: dict[str, Any] = {"protocol_version": str(metrics.get("protocol_version", PROTOCOL_VERSION))}
     for name in names:
         if name not in metrics:
-            raise PackageError(f"the run's metrics lack scenario {name!r}; evaluate the run again "
+            raise PackageError(f"{source}: scenario {name!r} is missing; evaluate the run again "
                                f"(`atzoo evaluate RUN_DIR`)")
+        if not isinstance(metrics[name], dict):
+            raise FormatError(f"{source}: {name} = {show_value(metrics[name])}; expected an object of metrics "
+                              f"(rank1, mAP, ...)", file=source)
         result[name] = {k: v for k, v in metrics[name].items() if _is_number(v)}
     mixed = metrics.get("mixed")
     if isinstance(mixed, dict):
@@ -119,33 +135,35 @@ def dataset_release_of(data_root: str | os.PathLike, release: str | None) -> str
     return release
 
 
-def package_config(run_config: dict[str, Any], dataset_release: str) -> dict[str, Any]:
+def _plugin_requirement(provider: Provider) -> dict[str, str]:
+    return {"name": provider.plugin, "distribution": provider.distribution, "version": provider.version,
+            "requires": requirement(provider.distribution, provider.version)}
+
+
+def package_config(run_config: RunConfig, dataset_release: str) -> PackageConfig:
     """A package's config.json from a run's config.json (the local data root is left out)."""
-    recipe = run_config["recipe"]
-    method, backbone = recipe["method"], recipe["backbone"]
-    return {
-        "format": FORMAT,
-        "method": method["qualified_name"],
-        "backbone": backbone["qualified_name"],
-        "plugin": {"name": method["plugin"], "distribution": method["distribution"], "version": method["version"],
-                   "requires": requirement(method["distribution"], method["version"])},
-        "backbone_plugin": {"name": backbone["plugin"], "distribution": backbone["distribution"],
-                            "version": backbone["version"],
-                            "requires": requirement(backbone["distribution"], backbone["version"])},
-        "backbone_args": recipe["backbone_args"],
-        "input_size": list(recipe["input_size"]),
-        "normalization": [list(v) for v in recipe["normalization"]],
-        "num_heads": len(recipe["heads"]),
-        "heads": list(recipe["heads"]),
-        "neck": recipe["neck"],
-        "embed_dim": recipe["embed_dim"],
-        "num_persons": run_config["num_persons"],
-        "num_clothes": run_config["num_clothes"],
-        "protocol_version": run_config.get("protocol_version", PROTOCOL_VERSION),
-        "dataset_release": dataset_release,
-        "dataset_fingerprint": run_config.get("dataset_fingerprint", ""),
-        "recipe": recipe,
-    }
+    recipe = run_config.recipe
+    method, backbone = recipe.method, recipe.backbone
+    return checked(
+        PackageConfig, "the package config",
+        method=method.qualified_name,
+        backbone=backbone.qualified_name,
+        plugin=_plugin_requirement(method),
+        backbone_plugin=_plugin_requirement(backbone),
+        backbone_args=recipe.backbone_args,
+        input_size=recipe.input_size,
+        normalization=recipe.normalization,
+        num_heads=len(recipe.heads),
+        heads=recipe.heads,
+        neck=recipe.neck,
+        embed_dim=recipe.embed_dim,
+        num_persons=run_config.num_persons,
+        num_clothes=run_config.num_clothes,
+        protocol_version=run_config.protocol_version,
+        dataset_release=dataset_release,
+        dataset_fingerprint=run_config.dataset_fingerprint,
+        recipe=recipe,
+    )
 
 
 def _percent(value: Any) -> float:
@@ -154,8 +172,6 @@ def _percent(value: Any) -> float:
 
 def model_card(config: dict[str, Any], results: dict[str, Any], license: str) -> str:
     """README.md with Hub metadata: licence, library, model-index (one result per scenario)."""
-    import yaml
-
     release = config["dataset_release"]
     dataset_name = "synthetic AT-USTC layout" if release == "synthetic" else f"AT-USTC ({release} release)"
     index_results = []
@@ -167,19 +183,17 @@ def model_card(config: dict[str, Any], results: dict[str, Any], license: str) ->
             "metrics": [{"type": key, "name": f"{name} {key}", "value": _percent(metrics[key])}
                         for key in ("rank1", "mAP", "mINP") if key in metrics],
         })
-    metadata = {
+    metadata = validate_data({
         "license": license, "library_name": "atzoo",
         "tags": ["person-reid", "anytime-person-reid", "at-ustc", "atzoo", config["method"].rpartition(":")[2]],
         "model-index": [{"name": f"atzoo {config['method']}", "results": index_results}],
-    }
+    }, CardMetadata, "the model card's metadata", upgrade=False)
     train = config["recipe"]["train"]
     rows = "\n".join(f"| {name} | {_percent(results[name].get('rank1', 0.0)):.2f} | "
                      f"{_percent(results[name].get('mAP', 0.0)):.2f} |"
                      for name in [s.name for s in SCENARIOS] + [ANY_TIME])
     losses = ", ".join(f"{term['loss']} x {term['weight']}" for term in config["recipe"]["losses"])
-    return f"""---
-{yaml.safe_dump(metadata, sort_keys=False).rstrip()}
----
+    return f"""{render_card_metadata(metadata).rstrip()}
 
 # {config['method']} (atzoo)
 
@@ -247,26 +261,26 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, datase
     then renamed to `out_dir`, so a failure never leaves a half-written or mixed package.
     """
     from atzoo.hub import guard
-    from atzoo.runner.rundir import METRICS, MODEL, open_run_dir
+    from atzoo.runner.rundir import METRICS_FILE, MODEL, open_run_dir
 
     out = Path(out_dir)
     _prepare_out_dir(out, Path(run_dir), overwrite)
     run = open_run_dir(run_dir, need=("config.json", MODEL))
-    if not run.file(METRICS).is_file():
-        raise PackageError(f"run directory {run.path} has no {METRICS}; evaluate it first (`atzoo evaluate`)")
-    run_config = run.config
-    release = dataset_release_of(run_config.get("data_root", ""), dataset_release)
+    if not run.file(METRICS_FILE).is_file():
+        raise PackageError(f"run directory {run.path} has no {METRICS_FILE}; evaluate it first (`atzoo evaluate`)")
+    run_config = run.read_config()
+    release = dataset_release_of(run_config.data_root, dataset_release)
     _check_weights_readable(run.file(MODEL))
     config = package_config(run_config, release)
-    results = aggregate_metrics(read_json(run.file(METRICS)))
+    results = aggregate_metrics(read_json(run.file(METRICS_FILE)), str(run.file(METRICS_FILE)))
     out.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         os.chmod(staged, permissions_from_umask(executable=True))
         shutil.copyfile(run.file(MODEL), staged / WEIGHTS)
-        write_json_atomic(staged / CONFIG, config)
-        write_json_atomic(staged / RESULTS, results)
-        write_text_atomic(staged / CARD, model_card(config, results, license))
+        write_package_config(staged / CONFIG, config)
+        write_json(staged / RESULTS, results)
+        write_text_atomic(staged / CARD, model_card(model_data(config), results, license))
         guard(staged)
         _swap_into_place(staged, out)
     finally:
@@ -302,14 +316,7 @@ def read_package(path: str | os.PathLike) -> ModelPackage:
         raise PackageError(f"{path} has no {WEIGHTS}; a model package holds {', '.join(PACKAGE_FILES)}")
     if not (path / CONFIG).is_file():
         raise PackageError(f"{path} has no {CONFIG}; without it the model cannot be rebuilt")
-    config = read_json_checked(path / CONFIG, PackageError)
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise PackageError(f"{path / CONFIG} is not an atzoo model config (expected \"format\": \"{FORMAT}\")")
-    missing = [key for key in ("method", "plugin", "recipe", "num_persons", "num_clothes", "input_size",
-                               "normalization") if key not in config]
-    if missing:
-        raise PackageError(f"{path / CONFIG} lacks {', '.join(missing)}")
-    return ModelPackage(path, config)
+    return ModelPackage(path, read_package_config(path / CONFIG))
 
 
 def _require_plugin(package: ModelPackage, registry) -> None:
@@ -333,7 +340,7 @@ def build_package_model(package: ModelPackage, registry=None):
     from safetensors.torch import load_model
 
     from atzoo.registry import load_registry
-    from atzoo.runner.recipe import ResolvedRecipe, build_model
+    from atzoo.runner.recipe import build_model
 
     registry = registry or load_registry()
     _require_plugin(package, registry)
@@ -342,11 +349,7 @@ def build_package_model(package: ModelPackage, registry=None):
         registry.get("methods", config["method"])
     except AtzooError as error:
         raise PackageError(f"{package.path / CONFIG} names a method the registry does not know: {error}") from None
-    try:
-        recipe = ResolvedRecipe.from_json(config["recipe"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise PackageError(f"{package.path / CONFIG} has a malformed recipe ({error})") from None
-    model = build_model(recipe, int(config["num_persons"]), int(config["num_clothes"]), registry)
+    model = build_model(package.spec.recipe, package.spec.num_persons, package.spec.num_clothes, registry)
     try:
         load_model(model, str(package.weights), strict=True)
     except (SafetensorError, OSError) as error:

@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 from safetensors.torch import save_file
 
-from atzoo.errors import AtzooError, PackageError
+from atzoo.errors import AtzooError, FormatError, PackageError
 from atzoo.outputs import OutputError
 from atzoo.package import (CARD, CONFIG, PACKAGE_FILES, RESULTS, WEIGHTS, aggregate_metrics, export_run, load, read_package,
                            requirement)
@@ -140,11 +140,13 @@ def test_pickles_are_never_loaded(tmp_path, suffix):
 def test_unknown_method_and_missing_plugin_name_the_fix(tmp_path):
     pkg = make_package(tmp_path)
     config = json.loads((pkg / CONFIG).read_text())
-    config["method"] = "builtins:no-such-method"
+    config["method"] = config["recipe"]["method"]["qualified_name"] = "builtins:no-such-method"
     (pkg / CONFIG).write_text(json.dumps(config))
     with pytest.raises(PackageError, match="no-such-method"):
         load(pkg)
     config["method"] = "fancy:fancy-net"
+    config["recipe"]["method"] = {"qualified_name": "fancy:fancy-net", "plugin": "fancy",
+                                  "distribution": "atzoo-fancy", "version": "1.2.0"}
     config["plugin"] = {"name": "fancy", "distribution": "atzoo-fancy", "version": "1.2.0",
                         "requires": "atzoo-fancy>=1.2.0,<2"}
     (pkg / CONFIG).write_text(json.dumps(config))
@@ -159,10 +161,10 @@ def test_read_package_rejects_non_packages(tmp_path):
         read_package(tmp_path / "nothing")
     pkg = make_package(tmp_path)
     (pkg / CONFIG).write_text("{not json")
-    with pytest.raises(PackageError, match="not valid JSON"):
+    with pytest.raises(FormatError, match="not valid JSON"):
         read_package(pkg)
     (pkg / CONFIG).write_text(json.dumps({"format": "other"}))
-    with pytest.raises(PackageError, match="atzoo-model-1"):
+    with pytest.raises(FormatError, match="atzoo-model-1"):
         read_package(pkg)
 
 

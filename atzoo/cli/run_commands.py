@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import click
 
 from atzoo.cli.output import print_metrics
 from atzoo.config import parse_overrides
+from atzoo.formats import read_json
 
 DEFAULT_SYNTHETIC_ROOT = Path("data/synthetic-atustc")
 DEFAULT_QUICKSTART_RUN = Path("runs/quickstart")
@@ -34,7 +34,7 @@ def train(method: str, data_root: Path | None, out_dir: Path, settings: tuple[st
     from atzoo.outputs import check_fresh_folder, check_placement
     from atzoo.runner import train as run_training
     from atzoo.runner.distributed import is_main_process
-    from atzoo.runner.rundir import METRICS
+    from atzoo.runner.rundir import METRICS_FILE
 
     inputs = [data_root] if data_root is not None else []
     if resume:
@@ -43,9 +43,9 @@ def train(method: str, data_root: Path | None, out_dir: Path, settings: tuple[st
         check_fresh_folder(out_dir, inputs, hint="use --resume to continue it, or choose another --out")
     run = run_training(method, data_root, out_dir, parse_overrides(settings), resume=resume,
                        skip_bad_names=skip_bad_names)
-    metrics_file = run.file(METRICS)
+    metrics_file = run.file(METRICS_FILE)
     if is_main_process():
-        print_metrics(json.loads(metrics_file.read_text()), as_json)
+        print_metrics(read_json(metrics_file), as_json)
         if not as_json:
             click.echo(f"Run written to {run.path}")
 
@@ -78,7 +78,7 @@ def quickstart(data_root: Path, out_dir: Path, method: str, settings: tuple[str,
     from atzoo.evaluation.report import print_comparison
     from atzoo.runner import train as run_training
     from atzoo.runner.evaluation import evaluate_initialisation
-    from atzoo.runner.rundir import METRICS
+    from atzoo.runner.rundir import METRICS_FILE
 
     started = time.perf_counter()
     if not data_root.exists():
@@ -88,7 +88,7 @@ def quickstart(data_root: Path, out_dir: Path, method: str, settings: tuple[str,
         out_dir = out_dir.with_name(f"{out_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     click.echo(f"Training {method} on {data_root} into {out_dir} ...")
     run = run_training(method, data_root, out_dir, parse_overrides(settings))
-    metrics = json.loads(run.file(METRICS).read_text())
+    metrics = read_json(run.file(METRICS_FILE))
     print_metrics(metrics, as_json=False)
     click.echo("Evaluating the same model at its random initialisation, for comparison ...")
     print_comparison(evaluate_initialisation(run.path), metrics, ("random init", "trained"), console())

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atzoo.errors import LeaderboardError
+from atzoo.errors import FormatError, LeaderboardError
 from atzoo.io import read_json, write_json_atomic
 from atzoo.leaderboard.schema import ID_PATTERN, Entry, entry_problems, parse_entry
 
@@ -75,10 +75,8 @@ def read_entry(path: str | os.PathLike) -> Entry:
         raise LeaderboardError(f"{path}: no such entry file")
     try:
         data = read_json(path)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise LeaderboardError(f"{path} is not valid JSON ({error})") from None
-    except RecursionError:
-        raise LeaderboardError(f"{path} is nested too deeply to be a leaderboard entry") from None
+    except FormatError as error:
+        raise LeaderboardError(str(error)) from None
     entry = parse_entry(data, str(path))
     if path.suffix == ".json" and path.stem != entry.id:
         raise LeaderboardError(f"{path}: the file name must be the entry id ({entry.id}.json)")

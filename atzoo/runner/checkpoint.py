@@ -3,7 +3,6 @@ epoch reached, so a run resumes exactly where its last checkpoint left it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +11,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from atzoo.errors import AtzooError
-from atzoo.io import atomic_path
-
-FORMAT = "atzoo-checkpoint-1"
+from atzoo.formats.atomic import atomic_path
+from atzoo.formats.checkpoint import CheckpointMeta, OptimizerState, checkpoint_metadata, parse_checkpoint_metadata
 
 
 def _prefixed(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -54,32 +52,37 @@ def save_checkpoint(path: Path, *, model: torch.nn.Module, losses: torch.nn.Modu
     optimizer_tensors, optimizer_meta = _split_optimizer_state(optimizer.state_dict())
     tensors = {**_prefixed("model", model.state_dict()), **_prefixed("losses", losses.state_dict()),
                **optimizer_tensors}
-    metadata = {"format": FORMAT, "epoch": str(epoch), "step": str(step), "optimizer": json.dumps(optimizer_meta)}
+    metadata = checkpoint_metadata(CheckpointMeta(epoch=epoch, step=step,
+                                                  optimizer=OptimizerState.model_validate(optimizer_meta)))
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-def read_checkpoint_epoch(path: Path) -> int:
+def read_checkpoint_meta(path: Path) -> CheckpointMeta:
+    """The checkpoint's header, checked (its tensors are not read)."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as handle:
-        return int(handle.metadata()["epoch"])
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata()
+    except (SafetensorError, OSError) as error:
+        raise AtzooError(f"checkpoint {path} cannot be read ({error}); it is damaged") from None
+    return parse_checkpoint_metadata(metadata, str(path))
+
+
+def read_checkpoint_epoch(path: Path) -> int:
+    return read_checkpoint_meta(path).epoch
 
 
 def load_checkpoint(path: Path, *, model: torch.nn.Module, losses: torch.nn.Module,
                     optimizer: torch.optim.Optimizer) -> tuple[int, int]:
     """Restore the states in place (strict key match); return (epoch, step) reached."""
-    from safetensors import safe_open
-
+    meta = read_checkpoint_meta(path)
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as error:
         raise AtzooError(f"checkpoint {path} cannot be read ({error}); it is damaged") from None
-    if metadata.get("format") != FORMAT:
-        raise AtzooError(f"{path} is not an atzoo checkpoint (format {metadata.get('format')!r})")
     model.load_state_dict(_unprefixed("model", tensors), strict=True)
     losses.load_state_dict(_unprefixed("losses", tensors), strict=True)
-    optimizer.load_state_dict(_join_optimizer_state(tensors, json.loads(metadata["optimizer"])))
-    return int(metadata["epoch"]), int(metadata["step"])
+    optimizer.load_state_dict(_join_optimizer_state(tensors, meta.optimizer.model_dump()))
+    return meta.epoch, meta.step

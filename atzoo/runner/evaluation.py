@@ -18,7 +18,7 @@ from atzoo.errors import AtzooError
 from atzoo.evaluation import evaluate_features
 from atzoo.runner import distributed
 from atzoo.runner.recipe import ResolvedRecipe, build_model
-from atzoo.runner.rundir import METRICS, MODEL, RunDir, open_run_dir
+from atzoo.runner.rundir import METRICS_FILE, MODEL, RunDir, open_run_dir
 
 TEST_FLAGS = (2, 3, 4, 5, 6, 7, 8, 9)
 
@@ -66,9 +66,9 @@ def evaluate_model(model: torch.nn.Module, records: Records, recipe: ResolvedRec
 
 def load_run_model(run: RunDir, registry, device: torch.device) -> tuple[torch.nn.Module, ResolvedRecipe]:
     """Rebuild a run's model through the registry and load its final weights strictly."""
-    config = run.config
-    recipe = ResolvedRecipe.from_json(config["recipe"])
-    model = build_model(recipe, config["num_persons"], config["num_clothes"], registry)
+    config = run.read_config()
+    recipe = config.recipe
+    model = build_model(recipe, config.num_persons, config.num_clothes, registry)
     try:
         missing, unexpected = load_model(model, str(run.file(MODEL)), strict=True)
     except (SafetensorError, OSError) as error:
@@ -89,11 +89,11 @@ def evaluate_run(run_dir: str | Path, data_root: str | Path | None = None, *, re
     context = distributed.setup()
     try:
         model, recipe = load_run_model(run, registry, context.device)
-        root = Path(data_root or run.config["data_root"])
+        root = Path(data_root or run.read_config().data_root)
         records = parse_root(root, skip_bad_names=skip_bad_names)
         metrics = evaluate_model(model, records, recipe, context, progress=progress)
         if context.is_main:
-            run.write_json(METRICS, metrics)
+            run.write_json(METRICS_FILE, metrics)
         distributed.barrier(context)
         return metrics
     finally:
@@ -109,11 +109,11 @@ def evaluate_initialisation(run_dir: str | Path, *, registry=None, progress: boo
     registry = registry or load_registry()
     context = distributed.setup()
     try:
-        config = run.config
-        recipe = ResolvedRecipe.from_json(config["recipe"])
+        config = run.read_config()
+        recipe = config.recipe
         torch.manual_seed(recipe.train.seed)
-        model = build_model(recipe, config["num_persons"], config["num_clothes"], registry).to(context.device)
-        records = parse_root(config["data_root"])
+        model = build_model(recipe, config.num_persons, config.num_clothes, registry).to(context.device)
+        records = parse_root(config.data_root)
         return evaluate_model(model, records, recipe, context, progress=progress)
     finally:
         distributed.teardown(context)

@@ -1,65 +1,23 @@
 """A method's recipe resolved against the registry and the user's overrides, and what it builds.
 
-The resolved recipe is what a run directory's `config.json` stores: with it (and the plugins it
-names) the model can be rebuilt anywhere.
+The resolved recipe (`atzoo.formats.recipe.ResolvedRecipe`) is what a run directory's `config.json`
+stores: with it (and the plugins it names) the model can be rebuilt anywhere.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from torch import nn
 
-from atzoo.config import TrainConfig, build_train_config
+from atzoo.config import build_train_config
 from atzoo.errors import AtzooError
+from atzoo.formats.model import validate_data
+from atzoo.formats.recipe import Provider, ResolvedRecipe
 from atzoo.model import ReIDModel
 from atzoo.plugin import LossContext
 
 BACKBONE_PREFIX = "backbone."
-
-
-@dataclass(frozen=True)
-class Provider:
-    qualified_name: str
-    plugin: str
-    distribution: str
-    version: str
-
-    @classmethod
-    def of(cls, entry) -> Provider:
-        return cls(entry.qualified_name, entry.plugin, entry.distribution, entry.version)
-
-
-@dataclass(frozen=True)
-class ResolvedRecipe:
-    method: Provider
-    backbone: Provider
-    backbone_args: dict[str, Any]
-    embed_dim: int
-    num_outputs: int
-    input_size: tuple[int, int]
-    normalization: tuple[tuple[float, ...], tuple[float, ...]]
-    heads: tuple[str, ...]
-    neck: str
-    losses: tuple[dict[str, Any], ...]
-    train: TrainConfig
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["train"] = self.train.model_dump(mode="json")
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ResolvedRecipe:
-        return cls(
-            method=Provider(**data["method"]), backbone=Provider(**data["backbone"]),
-            backbone_args=data["backbone_args"], embed_dim=data["embed_dim"], num_outputs=data["num_outputs"],
-            input_size=tuple(data["input_size"]), normalization=tuple(tuple(v) for v in data["normalization"]),
-            heads=tuple(data["heads"]), neck=data["neck"], losses=tuple(data["losses"]),
-            train=build_train_config(data["train"]), overrides=data.get("overrides", {}),
-        )
 
 
 def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -85,13 +43,13 @@ def resolve_recipe(method_name: str, overrides: dict[str, Any], registry) -> Res
         losses.append({"loss": loss_entry.qualified_name, "weight": term.weight,
                        "args": {**loss_entry.item.defaults, **term.args}, "heads": heads})
     train = build_train_config(method.train, train_overrides)
-    return ResolvedRecipe(
+    return validate_data(dict(
         method=Provider.of(method_entry), backbone=Provider.of(backbone_entry),
         backbone_args={**backbone.defaults, **method.backbone_args, **backbone_overrides},
         embed_dim=backbone.embed_dim, num_outputs=backbone.num_outputs, input_size=tuple(train.image_size),
         normalization=backbone.normalization, heads=tuple(method.heads), neck=method.neck,
         losses=tuple(losses), train=train, overrides=dict(overrides),
-    )
+    ), ResolvedRecipe, f"the recipe of {method_entry.qualified_name} with these settings")
 
 
 def build_model(recipe: ResolvedRecipe, num_persons: int, num_clothes: int, registry) -> nn.Module:

@@ -14,20 +14,20 @@ RUN_DIR/
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atzoo.errors import AtzooError
-from atzoo.io import read_json, write_json_atomic, write_text_atomic
+from atzoo.errors import AtzooError, FormatError
+from atzoo.formats import dump_json_line, model_data, parse_json, write_json, write_text_atomic
+from atzoo.formats.runconfig import RunConfig, read_run_config, write_run_config
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.safetensors"
 MODEL = "model.safetensors"
 TRAIN_LOG = "train_log.jsonl"
-METRICS = "metrics.json"
+METRICS_FILE = "metrics.json"
 ENVIRONMENT = "environment.json"
 DATASET = "dataset.json"
 
@@ -39,16 +39,25 @@ class RunDir:
     def file(self, name: str) -> Path:
         return self.path / name
 
+    def read_config(self) -> RunConfig:
+        """`config.json`, checked: a damaged one is a FormatError naming the file, the key and what
+        was expected."""
+        return read_run_config(self.file(CONFIG))
+
+    def write_config(self, config: RunConfig) -> None:
+        write_run_config(self.file(CONFIG), config)
+
     @property
     def config(self) -> dict[str, Any]:
-        return read_json(self.file(CONFIG))
+        """`config.json`, checked, in its JSON form."""
+        return model_data(self.read_config())
 
     def write_json(self, name: str, data: Any) -> None:
-        write_json_atomic(self.file(name), data)
+        write_json(self.file(name), data)
 
     def append_log(self, record: dict[str, Any]) -> None:
         with open(self.file(TRAIN_LOG), "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(dump_json_line(record, str(self.file(TRAIN_LOG))))
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -60,15 +69,17 @@ class RunDir:
         records = []
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
+                record = parse_json(line, str(path))
+            except FormatError:
                 continue
+            if isinstance(record, dict):
+                records.append(record)
         return records
 
     def truncate_log(self, epoch: int) -> None:
         """Keep only the records of epochs up to `epoch` (those a resumed run does not redo)."""
         kept = [r for r in self.read_log() if r.get("epoch", 0) <= epoch]
-        write_text_atomic(self.file(TRAIN_LOG), "".join(json.dumps(r) + "\n" for r in kept))
+        write_text_atomic(self.file(TRAIN_LOG), "".join(dump_json_line(r) for r in kept))
 
 
 def new_run_dir(path: str | os.PathLike) -> RunDir:

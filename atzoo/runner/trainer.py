@@ -23,6 +23,8 @@ from atzoo.data.cache import dataset_fingerprint
 from atzoo.data.loaders import train_loader, train_sampler
 from atzoo.data.sets import require_test_sets
 from atzoo.errors import AtzooError
+from atzoo.formats.checkpoint import weights_metadata
+from atzoo.formats.runconfig import RunConfig
 from atzoo.io import atomic_path
 from atzoo.protocol import PROTOCOL_VERSION
 from atzoo.runner import distributed
@@ -32,10 +34,8 @@ from atzoo.runner.evaluation import evaluate_model
 from atzoo.runner.objective import Objective
 from atzoo.runner.optim import build_optimizer, lr_factor, set_learning_rate
 from atzoo.runner.recipe import ResolvedRecipe, build_model, loss_context, resolve_recipe
-from atzoo.runner.rundir import (CHECKPOINT, DATASET, ENVIRONMENT, METRICS, MODEL, RunDir, new_run_dir,
+from atzoo.runner.rundir import (CHECKPOINT, DATASET, ENVIRONMENT, METRICS_FILE, MODEL, RunDir, new_run_dir,
                                  open_run_dir)
-
-MODEL_FORMAT = "atzoo-model-1"
 
 
 class TrainingError(AtzooError):
@@ -78,7 +78,7 @@ def _autocast(recipe: ResolvedRecipe, device: torch.device):
 
 def _write_model(run: RunDir, model: torch.nn.Module, recipe: ResolvedRecipe) -> None:
     with atomic_path(run.file(MODEL)) as tmp:
-        save_model(model, str(tmp), metadata={"format": MODEL_FORMAT, "method": recipe.method.qualified_name})
+        save_model(model, str(tmp), metadata=weights_metadata(recipe.method.qualified_name))
 
 
 def train(method: str, data_root: str | Path | None, out_dir: str | Path, overrides: dict[str, Any] | None = None,
@@ -121,11 +121,10 @@ def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records, train_
     device = context.device
     dataset_info = _dataset_info(records, train_set)
     if context.is_main and not resume:
-        run.write_json("config.json", {
-            "format": "atzoo-run-1", "protocol_version": PROTOCOL_VERSION, "recipe": recipe.to_json(),
-            "data_root": str(data_root.resolve()), "dataset_fingerprint": dataset_info["fingerprint"],
-            "num_persons": train_set.num_persons, "num_clothes": train_set.num_clothes,
-        })
+        run.write_config(RunConfig(
+            protocol_version=PROTOCOL_VERSION, recipe=recipe, data_root=str(data_root.resolve()),
+            dataset_fingerprint=dataset_info["fingerprint"], num_persons=train_set.num_persons,
+            num_clothes=train_set.num_clothes))
         run.write_json(DATASET, dataset_info)
     if context.is_main:
         run.write_json(ENVIRONMENT, describe_environment(device, context.world_size))
@@ -198,6 +197,6 @@ def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records, train_
         _write_model(run, model, recipe)
     metrics = evaluate_model(model, records, recipe, context, progress=progress)
     if context.is_main:
-        run.write_json(METRICS, metrics)
+        run.write_json(METRICS_FILE, metrics)
     distributed.barrier(context)
     return run

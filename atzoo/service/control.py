@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from atzoo.errors import LeaderboardError, ServiceError
+from atzoo.errors import FormatError, LeaderboardError, ServiceError
+from atzoo.formats.jsonfile import read_json
 from atzoo.service.jobs import train_spec, verify_spec
 from atzoo.service.processes import kill_job_processes
 from atzoo.service.queue import (JOB_RECORD, JOB_RECORD_FORMAT, RECOVER_HINT, TERMINAL, DamagedRow, Job, Queue,
@@ -279,12 +280,12 @@ def _state_from_events(events: Path) -> tuple[str, int, str | None]:
 def _job_record(folder: Path, runner: RunnerDir) -> dict[str, Any]:
     """The job's record written at submission, checked; a `ServiceError` says why it cannot be used."""
     record_path = folder / JOB_RECORD
+    if not record_path.is_file():
+        raise ServiceError(f"no {JOB_RECORD} (made before job records existed, or not a job folder)")
     try:
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ServiceError(f"no {JOB_RECORD} (made before job records existed, or not a job folder)") from None
-    except (OSError, ValueError) as error:
-        raise ServiceError(f"{JOB_RECORD} is not readable JSON ({error})") from None
+        record = read_json(record_path)
+    except FormatError as error:
+        raise ServiceError(f"{JOB_RECORD} cannot be used: {error}") from None
     if not isinstance(record, dict) or record.get("format") != JOB_RECORD_FORMAT:
         raise ServiceError(f"{JOB_RECORD} is not a job record")
     if record.get("runner") != runner.identity or record.get("id") != int(folder.name):

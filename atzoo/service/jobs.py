@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atzoo.runner.rundir import CONFIG, METRICS, MODEL
+from atzoo.runner.rundir import CONFIG, METRICS_FILE, MODEL
 from atzoo.service.queue import Job
 from atzoo.service.runnerdir import RunnerDir
 
@@ -77,7 +77,7 @@ def train_steps(job: Job, runner: RunnerDir, *, resume: bool, python: str = sys.
         args += ["--set", setting]
     if resume:
         args.append("--resume")
-    steps = [Step("train", atzoo_command(*args, gpus=job.gpus, python=python), (run / MODEL, run / METRICS))]
+    steps = [Step("train", atzoo_command(*args, gpus=job.gpus, python=python), (run / MODEL, run / METRICS_FILE))]
     if spec.get("entry"):
         steps.append(Step("entry", atzoo_command("submit", str(run), *spec.get("entry_args", []), python=python),
                           marker=runner.job_dir(job.id) / "entry.done"))

@@ -11,7 +11,6 @@ a job whose heartbeat went stale, the old worker's late writes match no row and 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import sqlite3
@@ -21,7 +20,9 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterator
 
-from atzoo.errors import ServiceError
+from atzoo.errors import FormatError, ServiceError
+from atzoo.formats.jobspec import check_job_spec, job_spec_text, parse_job_spec
+from atzoo.formats.jsonfile import dump_json, parse_json, write_json
 from atzoo.service.runnerdir import RunnerDir
 
 SCHEMA_VERSION = 1
@@ -98,22 +99,27 @@ class Job:
         if problem:
             raise ServiceError(f"job {job_id}: its queue row is damaged ({problem}); the other jobs are not "
                                f"affected")
-        values["spec"] = json.loads(values["spec"])
-        values["result"] = json.loads(values["result"]) if values["result"] else None
+        values["spec"] = parse_job_spec(values["kind"], values["spec"], f"job {values['id']}'s spec")
+        values["result"] = parse_json(values["result"], f"job {values['id']}'s result") if values["result"] else None
         values["cancel_requested"] = bool(values["cancel_requested"])
         return cls(**values)
 
 
-def _json_problem(name: str, text: object, required: bool) -> str | None:
+def _json_problem(name: str, text: object, required: bool, kind: str | None = None) -> str | None:
+    """What is wrong with a stored JSON column (`kind`: the job's, for its spec), or None."""
     if text is None or text == "":
         return f"{name} is empty" if required else None
     if not isinstance(text, str):
         return f"{name} is not JSON text"
     try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as error:
-        return f"{name} is not valid JSON: {error}"
-    return None if isinstance(value, dict) else f"{name} is not a JSON object"
+        value = parse_json(text, name)
+        if not isinstance(value, dict):
+            return f"{name} is not a JSON object"
+        if kind is not None:
+            parse_job_spec(kind, text, name)
+    except FormatError as error:
+        return str(error)
+    return None
 
 
 def row_problem(values: dict[str, Any]) -> str | None:
@@ -131,7 +137,8 @@ def row_problem(values: dict[str, Any]) -> str | None:
         value = values.get(name)
         if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value)):
             return f"{name} {value!r} is not a finite number"
-    return _json_problem("spec", values.get("spec"), True) or _json_problem("result", values.get("result"), False)
+    return (_json_problem("spec", values.get("spec"), True, values["kind"])
+            or _json_problem("result", values.get("result"), False))
 
 
 @dataclass(frozen=True)
@@ -350,6 +357,7 @@ class Queue:
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ServiceError(f"{name} must be positive and finite, got {value}")
         with self._transaction() as db:
+            spec = check_job_spec(kind, spec)
             job_id = self.max_id() + 1
             submitted = time.time()
             if self.jobs_dir is not None:
@@ -359,14 +367,12 @@ class Queue:
             db.execute(
                 "INSERT INTO jobs (id, kind, target, spec, gpus, time_limit_s, memory_limit_gb, state, submitted) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
-                (job_id, kind, target, json.dumps(spec), gpus, time_limit_s, memory_limit_gb, submitted))
+                (job_id, kind, target, job_spec_text(kind, spec), gpus, time_limit_s, memory_limit_gb, submitted))
             return job_id
 
     def _create_job_folder(self, job_id: int, request: dict[str, Any]) -> None:
         """The job's folder, made here and only here (never adopted: it must not exist yet), with the
         record `atzoo runner recover` rebuilds the job from."""
-        from atzoo.io import write_json_atomic
-
         assert self.jobs_dir is not None
         folder = self.jobs_dir / str(job_id)
         try:
@@ -374,7 +380,7 @@ class Queue:
         except FileExistsError:
             raise ServiceError(f"job folder {folder} already exists although the queue never handed out id "
                                f"{job_id}; it is left untouched. {RECOVER_HINT}") from None
-        write_json_atomic(folder / JOB_RECORD, {"format": JOB_RECORD_FORMAT, "runner": self.runner_identity,
+        write_json(folder / JOB_RECORD, {"format": JOB_RECORD_FORMAT, "runner": self.runner_identity,
                                                 "id": job_id, **request})
 
     def restore(self, record: dict[str, Any], *, state: str, attempts: int, reason: str | None) -> None:
@@ -384,7 +390,7 @@ class Queue:
             db.execute(
                 "INSERT INTO jobs (id, kind, target, spec, gpus, time_limit_s, memory_limit_gb, state, attempts, "
                 "submitted, finished, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record["id"], record["kind"], record["target"], json.dumps(record["spec"]), record.get("gpus") or 1,
+                (record["id"], record["kind"], record["target"], job_spec_text(record["kind"], record["spec"]), record.get("gpus") or 1,
                  record.get("time_limit_s"), record.get("memory_limit_gb"), state, attempts, record["submitted"],
                  now if state in TERMINAL else None, reason))
 
@@ -478,7 +484,7 @@ class Queue:
             raise ValueError(f"finish() takes a terminal state, got {state!r}")
         return self._fenced(job, "state=?, finished=?, reason=?, returncode=?, log_tail=?, result=?, pid=NULL",
                             (state, time.time(), reason, returncode, log_tail,
-                             json.dumps(result) if result is not None else None))
+                             dump_json(result, "job result").strip() if result is not None else None))
 
     def release(self, job: Job, reason: str) -> bool:
         """Hand a running job back to the queue (its worker is shutting down); it resumes later."""

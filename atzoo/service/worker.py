@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from collections.abc import Callable
 
+from atzoo.errors import FormatError
 from atzoo.io import read_json, write_json_atomic, write_text_atomic
 from atzoo.service.jobs import Step, job_result, job_steps
 from atzoo.service.processes import JOB_ENV, job_mark, kill_group, kill_job_processes, spawn, stop_group
@@ -144,7 +145,7 @@ def folder_problem(runner: RunnerDir, job: Job) -> str | None:
         return None
     try:
         record = read_json(record_path)
-    except (OSError, ValueError):
+    except (OSError, FormatError):
         record = None
     if (not isinstance(record, dict) or record.get("runner") != runner.identity or record.get("id") != job.id
             or record.get("submitted") != job.submitted):

@@ -72,7 +72,7 @@ INJECTED = [
     ("export-eacces-copy", "atzoo.package.shutil.copyfile", errno.EACCES, "permission denied"),
     ("export-eio-copy", "atzoo.package.shutil.copyfile", errno.EIO, "input/output error"),
     ("export-edquot-copy", "atzoo.package.shutil.copyfile", errno.EDQUOT, "quota"),
-    ("export-enospc-rename", "atzoo.io.os.replace", errno.ENOSPC, "no space left"),
+    ("export-enospc-rename", "atzoo.formats.atomic.os.replace", errno.ENOSPC, "no space left"),
 ]
 
 
@@ -86,21 +86,30 @@ def test_injected_write_errors_leave_nothing_half_written(world, capsys, tmp_pat
     assert tree(tmp_path / "out") == {}
 
 
-def test_unreadable_run_config_names_the_file(world, capsys, monkeypatch):
-    import atzoo.io
+UNREADABLE = [
+    ("export-run-config", lambda w: ["export", w.run, w.root / "never"], "run/config.json"),
+    ("export-run-metrics", lambda w: ["export", w.run, w.root / "never"], "run/metrics.json"),
+    ("evaluate-run-config", lambda w: ["evaluate", w.run], "run/config.json"),
+    ("push-package-config", lambda w: ["push", w.package, "--repo", "org/name", "--dry-run"], "package/config.json"),
+    ("runner-marker", lambda w: ["runner", "--runner-dir", w.runner, "status"], "runner/atzoo-runner.json"),
+]
 
-    real = atzoo.io.read_json
 
-    def read_json(path):
-        if str(path).endswith("config.json"):
-            raise PermissionError(errno.EACCES, "Permission denied", str(path))
-        return real(path)
+@pytest.mark.parametrize("build, unreadable", [pytest.param(b, u, id=i) for i, b, u in UNREADABLE])
+def test_an_unreadable_input_names_the_file(world, capsys, monkeypatch, build, unreadable):
+    """Permission denied on one input file (injected: the tests run as root, whom permissions do not stop)."""
+    import builtins
 
-    monkeypatch.setattr(atzoo.io.Path, "read_text", lambda self, *a, **k: read_json(self) if False else
-                        (_raise(errno.EACCES)(self) if self.name == "metrics.json" else open(self).read()))
-    result = run_cli(capsys, "export", world.run, world.root / "never")
-    assert_user_error(result, "metrics.json", "permission denied")
-    assert not (world.root / "never").exists()
+    def guarded_open(file, *args, **kwargs):
+        if str(file).endswith(unreadable):
+            raise PermissionError(errno.EACCES, "Permission denied", str(file))
+        return builtins.open(file, *args, **kwargs)
+
+    monkeypatch.setattr("atzoo.formats.jsonfile.open", guarded_open, raising=False)
+    with unchanged(world.root):
+        result = run_cli(capsys, *build(world))
+    assert_user_error(result, unreadable)
+    assert "permission denied" in result.text.lower()
 
 
 WRONG_KIND = [

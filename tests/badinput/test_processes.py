@@ -86,7 +86,8 @@ def job(tmp_path):
 
     def start(mode: str, time_limit_s: float | None = None):
         with open_queue(runner) as queue:
-            job_id = queue.submit("train", "test", {"method": "test"}, time_limit_s=time_limit_s)
+            job_id = queue.submit("train", "test", {"method": "test", "data_root": str(tmp_path)},
+                                  time_limit_s=time_limit_s)
         pids = tmp_path / "pids.json"
         worker = subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), str(runner.path),
                                    str(tmp_path / "job.py"), str(pids), mode], start_new_session=True,

@@ -77,15 +77,15 @@ def ensure_run(method: str, data_root: Path, run_dir: Path, overrides: dict[str,
                progress: bool = True) -> dict[str, Any]:
     """The metrics of ``method``'s run in ``run_dir``, training / resuming / evaluating only what is missing."""
     from atzoo.runner import evaluate_run, train
-    from atzoo.runner.rundir import CONFIG, METRICS, MODEL
+    from atzoo.runner.rundir import CONFIG, METRICS_FILE, MODEL
 
-    if (run_dir / METRICS).is_file():
-        return read_json(run_dir / METRICS)
+    if (run_dir / METRICS_FILE).is_file():
+        return read_json(run_dir / METRICS_FILE)
     if (run_dir / MODEL).is_file():
         return evaluate_run(run_dir, data_root, registry=registry, progress=progress)
     resume = (run_dir / CONFIG).is_file()
     train(method, data_root, run_dir, overrides, resume=resume, registry=registry, progress=progress)
-    return read_json(run_dir / METRICS)
+    return read_json(run_dir / METRICS_FILE)
 
 
 def run_ablation(data_root: str | Path, runs_dir: str | Path, *, budget: str = "cpu",
