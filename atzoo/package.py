@@ -333,23 +333,71 @@ def _require_plugin(package: ModelPackage, registry) -> None:
         raise PackageError(f"the model in {package.path} needs the atzoo plugin {name!r}, which {state}: {how}")
 
 
-def build_package_model(package: ModelPackage, registry=None):
-    """The package's model rebuilt through the registry with its weights loaded strictly, in eval
-    mode on the CPU. ``model.atzoo_config`` is the package's config."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
+def build_package_architecture(package: ModelPackage, registry=None, *, device: str = "meta"):
+    """The model the package's config describes, built through the registry without its weights (on
+    the meta device by default: shapes and dtypes only, no memory for the values)."""
+    import torch
 
     from atzoo.registry import load_registry
     from atzoo.runner.recipe import build_model
 
     registry = registry or load_registry()
     _require_plugin(package, registry)
-    config = package.config
     try:
-        registry.get("methods", config["method"])
+        registry.get("methods", package.config["method"])
     except AtzooError as error:
         raise PackageError(f"{package.path / CONFIG} names a method the registry does not know: {error}") from None
-    model = build_model(package.spec.recipe, package.spec.num_persons, package.spec.num_clothes, registry)
+    with torch.device(device):
+        return build_model(package.spec.recipe, package.spec.num_persons, package.spec.num_clothes, registry)
+
+
+DTYPE_CLASSES = {"floating point": ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"),
+                 "integer": ("I64", "I32", "I16", "I8", "U8", "U16", "U32", "U64"), "boolean": ("BOOL",)}
+
+
+def _dtype_class(dtype: str) -> str:
+    return next((name for name, members in DTYPE_CLASSES.items() if dtype in members), dtype)
+
+
+def check_weights(model, path: Path) -> None:
+    """Every tensor of the weights file has the dtype class of the model's tensor it fills (an integer or
+    boolean tensor is never cast into a float parameter), and every floating-point tensor is finite.
+    Each problem is a `PackageError` naming the tensor."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    from atzoo.uploadguard import TORCH_TO_SAFETENSORS
+
+    expected = {name: TORCH_TO_SAFETENSORS.get(str(t.dtype).removeprefix("torch."), str(t.dtype))
+                for name, t in model.state_dict().items()}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            for name in handle.keys():
+                stored = handle.get_slice(name).get_dtype()
+                wanted = expected.get(name)
+                if wanted is not None and _dtype_class(stored) != _dtype_class(wanted):
+                    raise PackageError(f"{path}: tensor {name!r} is {_dtype_class(stored)} ({stored}) but the model's "
+                                       f"{name} is {_dtype_class(wanted)} ({wanted}); it is not cast: re-export the "
+                                       f"package from the run")
+                if _dtype_class(stored) == "floating point":
+                    tensor = handle.get_tensor(name)
+                    if not bool(torch.isfinite(tensor).all()):
+                        bad = int((~torch.isfinite(tensor)).sum())
+                        raise PackageError(f"{path}: tensor {name!r} holds {bad} NaN or infinite value(s); the "
+                                           f"weights are damaged (a diverged training run?)")
+    except SafetensorError as error:
+        raise PackageError(f"{path} cannot be read ({error}); it is damaged or truncated") from None
+
+
+def build_package_model(package: ModelPackage, registry=None):
+    """The package's model rebuilt through the registry with its weights loaded strictly (dtype classes
+    and finiteness checked per tensor first), in eval mode on the CPU. ``model.atzoo_config`` is the
+    package's config."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    model = build_package_architecture(package, registry, device="cpu")
+    check_weights(model, package.weights)
     try:
         load_model(model, str(package.weights), strict=True)
     except (SafetensorError, OSError) as error:
@@ -358,7 +406,7 @@ def build_package_model(package: ModelPackage, registry=None):
         raise PackageError(f"{package.weights} does not match the model its config describes "
                            f"(missing or unexpected keys): {error}") from None
     model.eval()
-    model.atzoo_config = config
+    model.atzoo_config = package.config
     return model
 
 
