@@ -70,7 +70,7 @@ SCAN_OVERLAP = 64
 BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{100,}={0,2}")
 HEX_RUN = re.compile(r"(?:[0-9a-fA-F]{2}[\s,:]?){65,}")
 DATA_URI = re.compile(r"data:[\w.+/-]*(?:;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
-ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~\\-])(?:~|/)(?:[^\s\"'`<>|/\\)]+/)+[^\s\"'`<>|/\\)]*"
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~\\-])(?:~/|/)(?:[^\s\"'`<>|/\\)]+/)+[^\s\"'`<>|/\\)]*"
                            r"|(?<![\w])[A-Za-z]:\\[^\s\"'`<>|]+|\\\\[\w.-]+\\[^\s\"'`<>|]+")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_NUMBER_LIST = 64
@@ -198,13 +198,13 @@ def string_offence(text: str) -> str:
     match = DATA_URI.search(text)
     if match:
         return f"a data: URI payload at {match.start()}"
+    match = HEX_RUN.search(text)
+    if match:
+        return f"a hex dump of {len(match.group(0))} characters at {match.start()} (longer than any hash)"
     match = BASE64_RUN.search(text)
     if match:
         return (f"a base64 payload of {len(match.group(0))} characters at {match.start()}"
                 + _payload_what(_decoded_payload(match.group(0))))
-    match = HEX_RUN.search(text)
-    if match:
-        return f"a hex dump of {len(match.group(0))} characters at {match.start()} (longer than any hash)"
     match = ABSOLUTE_PATH.search(text)
     if match:
         return (f"an absolute path {match.group(0)[:80]!r} at {match.start()}: write paths relative to the "
@@ -261,6 +261,9 @@ def json_offence(name: str, raw: bytes) -> str:
         return str(error)
     for key, value in _walk(data):
         where = f"key {key!r}" if key else "the top level"
+        problem = _results_offence(key, value) if name == RESULTS else ""
+        if problem:
+            return f"{where}: {problem}"
         if isinstance(value, str) or (isinstance(value, dict) and value):
             for text in ([value] if isinstance(value, str) else [str(k) for k in value]):
                 problem = string_offence(text)
@@ -269,10 +272,6 @@ def json_offence(name: str, raw: bytes) -> str:
         if isinstance(value, list) and len(value) > MAX_NUMBER_LIST and all(
                 isinstance(v, (int, float)) for v in value):
             return f"{where}: a list of {len(value)} numbers (enough to hold an image); configs hold settings"
-        if name == RESULTS:
-            problem = _results_offence(key, value)
-            if problem:
-                return f"{where}: {problem}"
     return ""
 
 
