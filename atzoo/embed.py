@@ -16,6 +16,7 @@ import numpy as np
 
 from atzoo.data.layout import FILE_PATTERN, FOLDER_PATTERN, IMAGE_EXTENSIONS
 from atzoo.errors import AtzooError
+from atzoo.formats.special import refuse_special
 from atzoo.io import atomic_path
 from atzoo.protocol import CAMERAS, FLAGS
 
@@ -31,12 +32,17 @@ class EmbedResult:
 
 
 def collect_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Image files named directly, and those found (recursively, sorted) in folders."""
+    """Image files named directly, and those found (recursively, sorted) in folders. A FIFO, socket or
+    device among them is refused before anything opens it."""
     images: list[Path] = []
     for item in inputs:
         path = Path(item)
+        refuse_special(path, follow_links=True)
         if path.is_dir():
-            images += sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(IMAGE_EXTENSIONS))
+            found = sorted(p for p in path.rglob("*") if p.name.lower().endswith(IMAGE_EXTENSIONS))
+            for image in found:
+                refuse_special(image, follow_links=True)
+            images += [p for p in found if p.is_file()]
         elif path.is_file():
             images.append(path)
         else:
@@ -86,6 +92,11 @@ def embed_images(model, paths: Sequence[Path], input_size: tuple[int, int],
 
 def _write_unlabelled(out: Path, feats: np.ndarray, paths: Sequence[Path]) -> None:
     """A features file whose labels are -1: `save_features` rightly refuses those for evaluation."""
+    from atzoo.evaluation.inputs import value_problem
+
+    problem = value_problem(feats)
+    if problem:
+        raise AtzooError(f"not writing {out}: the embeddings are unusable: {problem}")
     labels = np.full(len(paths), UNLABELLED, dtype=np.int64)
     arrays = {"feats": feats, "pid": labels, "clothes": labels, "camera": labels, "flag": labels,
               "paths": np.asarray([str(p) for p in paths])}

@@ -26,7 +26,6 @@ import binascii
 import math
 import os
 import re
-import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from atzoo.errors import AtzooError, HubError, UploadBlockedError
+from atzoo.formats.special import kind_of
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -98,28 +98,6 @@ class Offender:
 
 # ---------------------------------------------------------------------------------------------
 # what a folder holds
-
-
-def kind_of(mode: int) -> str | None:
-    """What a non-regular file is, from its `lstat` mode; None for a regular file."""
-    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder (a package is four files)"),
-                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return name
-    return None if stat.S_ISREG(mode) else "not a regular file"
-
-
-def refuse_special(path: str | os.PathLike) -> None:
-    """Raise `AtzooError` when `path` is not a regular file, judged by `lstat` before anything opens it
-    (for every reader that walks a folder: a FIFO would block it, a device or a link lead elsewhere)."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    found = kind_of(mode)
-    if found is not None and not stat.S_ISDIR(mode):
-        raise AtzooError(f"{path} is {found}; only regular files are read (refused before opening it)")
 
 
 def name_offence(relative: str) -> str:
