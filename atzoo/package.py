@@ -41,6 +41,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 DATASET_RELEASES = ("403k", "135k", "synthetic")
 SYNTHETIC_MANIFEST = "synthetic.json"
 ANY_TIME = "Any-Time"
+REQUIRED_METRICS = ("rank1", "mAP")
 DEFAULT_LICENSE = "apache-2.0"
 CITATION = """@inproceedings{li2025anytime,
   title     = {Towards Anytime Retrieval: A Benchmark for Anytime Person Re-Identification},
@@ -113,6 +114,12 @@ def aggregate_metrics(metrics: Any, source: str = "the run's metrics") -> dict[s
         if not isinstance(metrics[name], dict):
             raise FormatError(f"{source}: {name} = {show_value(metrics[name])}; expected an object of metrics "
                               f"(rank1, mAP, ...)", file=source)
+        for key in REQUIRED_METRICS:
+            value = metrics[name].get(key)
+            if not _is_number(value):
+                raise PackageError(f"{source}: {name}.{key} = {show_value(value)}; expected a finite number (a NaN "
+                                   f"or missing metric is never shown as 0): evaluate the run again "
+                                   f"(`atzoo evaluate RUN_DIR`)")
         result[name] = {k: v for k, v in metrics[name].items() if _is_number(v)}
     mixed = metrics.get("mixed")
     if isinstance(mixed, dict):
@@ -189,8 +196,8 @@ def model_card(config: dict[str, Any], results: dict[str, Any], license: str) ->
         "model-index": [{"name": f"atzoo {config['method']}", "results": index_results}],
     }, CardMetadata, "the model card's metadata", upgrade=False)
     train = config["recipe"]["train"]
-    rows = "\n".join(f"| {name} | {_percent(results[name].get('rank1', 0.0)):.2f} | "
-                     f"{_percent(results[name].get('mAP', 0.0)):.2f} |"
+    rows = "\n".join(f"| {name} | {_percent(results[name]['rank1']):.2f} | "
+                     f"{_percent(results[name]['mAP']):.2f} |"
                      for name in [s.name for s in SCENARIOS] + [ANY_TIME])
     losses = ", ".join(f"{term['loss']} x {term['weight']}" for term in config["recipe"]["losses"])
     return f"""{render_card_metadata(metadata).rstrip()}
