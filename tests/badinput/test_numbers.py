@@ -88,7 +88,7 @@ def _as_bool(tensors):
 
 
 def _zero(tensors):
-    for name, tensor in tensors.items():
+    for tensor in tensors.values():
         if tensor.is_floating_point():
             tensor.zero_()
 
