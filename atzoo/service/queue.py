@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterator
 
-from atzoo.errors import FormatError, ServiceError
+from atzoo.errors import AtzooError, FormatError, ServiceError
+from atzoo.formats.special import refuse_special
 from atzoo.formats.jobspec import check_job_spec, job_spec_text, parse_job_spec
 from atzoo.formats.jsonfile import dump_json, parse_json, write_json
 from atzoo.service.runnerdir import RunnerDir
@@ -182,6 +183,10 @@ class Queue:
         path = Path(path)
         if not path.exists() and not create:
             raise ServiceError(f"queue file {path} does not exist")
+        try:
+            refuse_special(path)
+        except AtzooError as error:
+            raise ServiceError(str(error)) from None
         try:
             connection = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None,
                                          check_same_thread=False)
