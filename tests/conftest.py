@@ -56,3 +56,13 @@ def recording_api(monkeypatch):
     api = RecordingApi()
     monkeypatch.setattr(huggingface_hub, "HfApi", lambda *a, **k: api)
     return api
+
+
+@pytest.fixture()
+def signer(registry, tmp_path, monkeypatch):
+    """A verifier listed in the `registry` fixture's verifiers.json, its private key under tmp_path."""
+    from atzoo.leaderboard.signing import keygen, load_signer
+
+    monkeypatch.setenv("ATZOO_KEY_DIR", str(tmp_path / "keys"))
+    path, _ = keygen(registry, "test-runner")
+    return load_signer("test-runner", path)

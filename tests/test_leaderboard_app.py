@@ -17,7 +17,7 @@ from gradio_client.exceptions import AppError
 from playwright.sync_api import sync_playwright
 
 from atzoo.errors import AtzooError
-from atzoo.leaderboard.app import LeaderboardApp, serve
+from atzoo.app.app import LeaderboardApp, serve
 
 pytestmark = [pytest.mark.filterwarnings("ignore:'future.no_silent_downcasting' is deprecated"),
               pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]

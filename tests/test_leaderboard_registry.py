@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from atzoo.errors import LeaderboardError
 from atzoo.leaderboard import moderation
-from atzoo.leaderboard.schema import Entry, entry_json_schema, entry_problems, parse_entry_text
+from atzoo.formats.entry import Entry, entry_json_schema, entry_problems, parse_entry_text
 from atzoo.leaderboard.store import check_entry_data, load_snapshot, read_entry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -71,9 +71,13 @@ def test_the_computed_any_time_matches_the_printed_one(method):
         assert computed["mAP"] == pytest.approx(mAP, abs=0.011)
 
 
-def test_the_committed_json_schema_is_current():
-    committed = json.loads((REGISTRY / "schema" / "entry-v1.schema.json").read_text())
-    assert committed == entry_json_schema()
+def test_the_committed_json_schemas_are_current():
+    from atzoo.leaderboard.schemas import registry_schemas
+
+    schemas = registry_schemas()
+    assert sorted(path.name for path in (REGISTRY / "schema").glob("*.json")) == sorted(schemas)
+    for name, schema in schemas.items():
+        assert json.loads((REGISTRY / "schema" / name).read_text()) == schema, name
 
 
 def test_the_schema_command_writes_the_same_schema(tmp_path):
@@ -342,10 +346,12 @@ def test_list_shows_the_rows_best_first(registry):
     result = CliRunner().invoke(cli, ["leaderboard", "list", "--json", "--dir", str(registry)])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
-    assert len(rows) == 12 and rows[0]["method"] == "Uni-AT"
-    assert [r["any_time_rank1"] for r in rows] == sorted((r["any_time_rank1"] for r in rows), reverse=True)
-    assert {r["status"] for r in rows} == {"reported (paper)"}
-    assert next(r for r in rows if r["id"] == "paper-bot")["marks"] == "flagged"
+    assert len(rows) == 11 and rows[0]["Method"] == "Uni-AT" and "paper-bot" not in [r["ID"] for r in rows]
+    assert [r["Any-Time"] for r in rows] == sorted((r["Any-Time"] for r in rows), reverse=True)
+    assert {r["Status"] for r in rows} == {"reported by paper"}
+    everything = json.loads(CliRunner().invoke(cli, ["leaderboard", "list", "--json", "--all", "--dir",
+                                                     str(registry)]).output)
+    assert next(r for r in everything if r["ID"] == "paper-bot")["Flags"] == "flagged: disputed"
     table = CliRunner().invoke(cli, ["leaderboard", "list", "--release", "403k", "--dir", str(registry)])
     assert table.exit_code == 0 and "paper-uni-at" in table.output and "55.80" in table.output
     empty = CliRunner().invoke(cli, ["leaderboard", "list", "--release", "135k", "--json", "--dir", str(registry)])

@@ -16,11 +16,12 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from atzoo.errors import AtzooError, LeaderboardError
-from atzoo.leaderboard import demo, plots
+from atzoo.app import demo, plots
 from atzoo.leaderboard.store import load_snapshot
 from atzoo.leaderboard.table import (COLUMNS, Filters, backbone_choices, build_table, entry_choices,
                                      hidden_message, leaderboard_rows, rows_to_csv, task_family_choices)
 from atzoo.protocol import SCENARIO_NAMES
+from tests.trust import listed_signer, signed
 
 SEEDED = Path(__file__).resolve().parents[1] / "leaderboard" / "entries"
 
@@ -55,6 +56,7 @@ def registry(tmp_path_factory) -> Path:
     """The twelve seeded rows plus submissions: verified, flagged, withdrawn, tricks, other releases."""
     root = tmp_path_factory.mktemp("registry")
     (root / "entries").mkdir()
+    signer = listed_signer(root, tmp_path_factory.mktemp("keys"))
     for path in SEEDED.glob("paper-*.json"):
         shutil.copy(path, root / "entries" / path.name)
     extra = [
@@ -66,6 +68,7 @@ def registry(tmp_path_factory) -> Path:
         submission("sub-135k", release="135k"),
     ]
     for data in extra:
+        data = signed(data, signer) if data.get("verified") else data
         (root / "entries" / f"{data['id']}.json").write_text(json.dumps(data))
     snapshot = load_snapshot(root)
     assert not snapshot.problems
@@ -141,11 +144,13 @@ def test_metric_switch_and_missing_values(registry):
 
 def test_sort_by_method_and_scenario(registry):
     snapshot = load_snapshot(registry)
-    by_method = [row["Method"] for row in leaderboard_rows(snapshot, sort_by="Method")]
-    assert by_method == sorted(by_method, key=str.lower)
-    by_night = leaderboard_rows(snapshot, sort_by="NT-ST")
+    by_method = leaderboard_rows(snapshot, sort_by="Method")
+    assert [row["Tier"] for row in by_method] == sorted(row["Tier"] for row in by_method)
+    papers = [row["Method"] for row in by_method if row["Status"] == "reported by paper"]
+    assert by_method[0]["Method"] == "Sub-Verified" and papers == sorted(papers, key=str.lower)
+    by_night = [row for row in leaderboard_rows(snapshot, sort_by="NT-ST") if row["Status"] == "reported by paper"]
     assert [row["NT-ST"] for row in by_night] == sorted((row["NT-ST"] for row in by_night), reverse=True)
-    assert by_night[0]["Rank"] == 1
+    assert by_night[0]["Rank"] == 2, "the verified entry is ranked first whatever its NT-ST score"
     by_day_lt = leaderboard_rows(load_snapshot(SEEDED.parent), sort_by="DT-LT")
     tied = {row["Method"]: row["Rank"] for row in by_day_lt if row["DT-LT"] == 34.17}
     assert tied == {"CAJ": 6, "TransReID": 6}

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 
-from atzoo.leaderboard.app import LeaderboardApp
-from atzoo.leaderboard.store import read_entry
+from atzoo.app.app import LeaderboardApp
+from atzoo.leaderboard.store import load_snapshot, read_entry
 from atzoo.leaderboard.submit import submit
 from atzoo.service import open_queue, open_runner_dir, queue_rows, submit_train, submit_verify
 from atzoo.service.jobs import job_steps
@@ -46,7 +46,8 @@ def test_a_train_job_writes_its_leaderboard_entry_once(tmp_path, registry, tiny_
 
 
 def test_a_verify_job_writes_the_verified_block_and_the_app_shows_the_queue(tmp_path, registry, tiny_synth_root,
-                                                                            hf_cache):
+                                                                            hf_cache, signer, monkeypatch):
+    monkeypatch.setenv("ATZOO_VERIFIER", signer.name)
     package = make_measured_package(tmp_path, tiny_synth_root)
     commit = populate_hf_cache(hf_cache, "org/tiny-baseline", package)
     path = submit(package, registry, weights_ref=f"org/tiny-baseline@{commit}", submitter="Tester",
@@ -58,7 +59,8 @@ def test_a_verify_job_writes_the_verified_block_and_the_app_shows_the_queue(tmp_
     assert work_until_empty(runner.path)["finished"] == {"done": 1}
 
     verified = read_entry(path).verified
-    assert verified.status == "verified" and verified.max_difference == 0.0
+    assert verified.status == "verified" and verified.max_difference == 0.0 and verified.verifier == signer.name
+    assert load_snapshot(registry).get(path.stem).verified == verified
     (row,) = queue_rows(runner.path)
     view = LeaderboardApp(registry, runner_dir=runner.path).queue()
     assert view.to_dict("records") == [row] and row["kind"] == "verify" and row["state"] == "done"

@@ -34,13 +34,27 @@ def data() -> None:
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of a table.")
 @click.option("--skip-bad-names", is_flag=True, help="Skip image files whose names do not follow the layout.")
-def summary(root: Path, as_json: bool, skip_bad_names: bool) -> None:
+@click.option("--layout", default=None, metavar="NAME",
+              help="Read ROOT as a public layout (market1501, cuhk03, msmt17, sysu-mm01, regdb, llcm, prcc, ltcc, "
+                   "deepchange, vc-clothes), or 'detect' to recognise it; default: the public layout ROOT "
+                   "plainly is, else AT-USTC.")
+def summary(root: Path, as_json: bool, skip_bad_names: bool, layout: str | None) -> None:
     """Statistics of every protocol set of ROOT and a guess of its release.
 
     Empty sets are shown, not refused: the command exits 0 and warns which ones training and
-    evaluation need (those commands stop on them).
+    evaluation need (those commands stop on them). With --layout, a public dataset's sets are
+    counted instead (images, identities, cameras per set).
     """
     from atzoo.data.layout import parse_root
+
+    if layout is None and root.is_dir():
+        from atzoo.data.layouts import matching_layouts
+
+        found = matching_layouts(root)
+        layout = found[0].name if len(found) == 1 else None
+    if layout is not None and layout.lower() not in ("at-ustc", "atustc"):
+        _layout_summary(root, None if layout.lower() == "detect" else layout, as_json)
+        return
     from atzoo.data.summary import summarize
 
     with user_errors(), _warnings_to_stderr():
@@ -90,3 +104,26 @@ def _release_text(result: dict[str, Any]) -> str:
     if result["release"] == "other":
         return "other (not the size of a known AT-USTC release)"
     return f"AT-USTC {result['release']}"
+
+
+def _layout_summary(root: Path, layout: str | None, as_json: bool) -> None:
+    from rich.table import Table
+
+    from atzoo.cli.output import console
+    from atzoo.data.layouts import get_layout, read_layout
+    from atzoo.data.layouts.summary import summarize_dataset
+
+    with user_errors():
+        dataset = read_layout(root, layout)
+    result = summarize_dataset(dataset)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['root']}: {get_layout(dataset.layout).title} layout, {result['images']:,} images")
+    table = Table()
+    for heading in ("set", "images", "identities", "cameras", "visible", "infrared"):
+        table.add_column(heading, justify="left" if heading == "set" else "right")
+    for name, stats in result["sets"].items():
+        table.add_row(name, f"{stats['images']:,}", str(stats["identities"]), str(stats["cameras"]),
+                      f"{stats['visible']:,}", f"{stats['infrared']:,}")
+    console().print(table)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from atzoo.cli.output import console, user_errors
-from atzoo.leaderboard.schema import RELEASES, TASK_FAMILIES
+from atzoo.formats.entry import RELEASES, TASK_FAMILIES
 
 
 def registry_option(function):
@@ -54,13 +54,17 @@ def _entry_file(registry_dir: Path | None, entry: str) -> Path:
 @click.option("--notes", default="", help="Anything else a reader should know about the numbers.")
 @click.option("--dataset-release", type=click.Choice(RELEASES),
               help="AT-USTC release (needed for a run dir trained on AT-USTC; checked for a package).")
+@click.option("--cross-results", type=click.Path(dir_okay=False, path_type=Path),
+              help="Report the cross-dataset figures of this file (written by `atzoo evaluate --cross` with these "
+                   "weights; default: the run's cross_metrics.json when there is one).")
 @click.option("--dry-run", is_flag=True, help="Check everything and print the entry; write nothing.")
 @registry_option
 def submit(source: Path, weights_ref: str | None, push_to: str | None, sha256: str | None, submitter: str,
            pretraining: str,
            entry_id: str | None, name: str | None, task_family: str, paper: str | None, code: str | None,
            extra_training_data: tuple[str, ...], re_ranking: bool, tta: tuple[str, ...], query_expansion: bool,
-           notes: str, dataset_release: str | None, dry_run: bool, registry_dir: Path | None) -> None:
+           notes: str, dataset_release: str | None, cross_results: Path | None, dry_run: bool,
+           registry_dir: Path | None) -> None:
     """Check a run directory or an exported package and write its leaderboard entry."""
     from atzoo.leaderboard.store import load_snapshot, write_entry
     from atzoo.leaderboard.submit import next_step, prepare_submission
@@ -78,7 +82,7 @@ def submit(source: Path, weights_ref: str | None, push_to: str | None, sha256: s
             entry_id=entry_id, name=name, task_family=task_family, paper=paper, code=code,
             extra_training_data=extra_training_data, re_ranking=re_ranking, tta=tta,
             query_expansion=query_expansion, notes=notes, dataset_release=dataset_release,
-            snapshot=load_snapshot(root))
+            snapshot=load_snapshot(root), cross_results=cross_results or _run_cross_results(source))
         for note in submission.notes:
             click.echo(f"Note: {note}", err=True)
         if dry_run:
@@ -87,6 +91,13 @@ def submit(source: Path, weights_ref: str | None, push_to: str | None, sha256: s
             return
         path = write_entry(root, submission.entry)
     click.echo(next_step(path, submission.entry.dataset.release))
+
+
+def _run_cross_results(source: Path) -> Path | None:
+    from atzoo.formats.cross_metrics import CROSS_METRICS
+
+    candidate = source / CROSS_METRICS
+    return candidate if candidate.is_file() else None
 
 
 @click.group()
@@ -99,18 +110,23 @@ def leaderboard() -> None:
 @registry_option
 @click.pass_context
 def check(ctx: click.Context, entry_files: tuple[Path, ...], registry_dir: Path | None) -> None:
-    """List every problem of ENTRY_FILES (schema, duplicates in the registry); exit 2 when any."""
+    """List every problem of ENTRY_FILES (schema, verified-block signature, duplicates in the registry); exit 2
+    when any."""
     from atzoo.errors import LeaderboardError
+    from atzoo.formats.verifiers import VERIFIERS, read_verifiers_file
     from atzoo.leaderboard.store import load_snapshot
 
+    root = _registry(registry_dir)
+    with user_errors():
+        listing = read_verifiers_file(root / VERIFIERS)
     snapshot = None
     try:
-        snapshot = load_snapshot(_registry(registry_dir))
+        snapshot = load_snapshot(root)
     except LeaderboardError as error:
         click.echo(f"Note: duplicates not checked: {error}", err=True)
     failed = 0
     for path in entry_files:
-        problems = _file_problems(path, snapshot)
+        problems = _file_problems(path, snapshot, listing)
         if problems:
             failed += 1
             click.echo(f"{path}: {len(problems)} problem(s)")
@@ -123,10 +139,11 @@ def check(ctx: click.Context, entry_files: tuple[Path, ...], registry_dir: Path 
         ctx.exit(2)
 
 
-def _file_problems(path: Path, snapshot) -> list[str]:
+def _file_problems(path: Path, snapshot, listing) -> list[str]:
     from atzoo.errors import LeaderboardError
     from atzoo.io import read_json_checked
-    from atzoo.leaderboard.schema import Entry, entry_problems
+    from atzoo.formats.entry import Entry, entry_problems
+    from atzoo.leaderboard.signing import signature_problem
     from atzoo.leaderboard.store import entry_path, registry_problems
 
     if not path.is_file():
@@ -136,9 +153,13 @@ def _file_problems(path: Path, snapshot) -> list[str]:
     except LeaderboardError as error:
         return [str(error)]
     problems = entry_problems(data)
-    if problems or snapshot is None:
+    if problems:
         return problems
     entry = Entry.model_validate(data)
+    refused = signature_problem(entry, listing)
+    problems = [refused] if refused else []
+    if snapshot is None:
+        return problems
     registered = entry_path(snapshot.root, entry.id)
     in_registry = path.resolve().parent == registered.parent
     if in_registry and path.resolve() != registered:
@@ -146,54 +167,59 @@ def _file_problems(path: Path, snapshot) -> list[str]:
     return problems + registry_problems(entry, snapshot, replacing=path.resolve() == registered)
 
 
-def _status(entry) -> str:
-    if entry.verified is not None:
-        return entry.verified.status
-    return "reported (paper)" if entry.origin == "paper" else "unverified"
-
-
-def _marks(entry) -> str:
-    moderation = entry.moderation
-    marks = [label for label, on in (("flagged", moderation.flagged), ("withdrawn", moderation.withdrawn),
-                                     ("tricks", entry.disclosures.uses_tricks)) if on]
-    if moderation.superseded_by:
-        marks.append(f"superseded by {moderation.superseded_by}")
-    return ", ".join(marks)
-
-
-def _row(entry) -> dict:
-    any_time = entry.any_time
-    return {"id": entry.id, "method": entry.method.name, "origin": entry.origin, "release": entry.dataset.release,
-            "status": _status(entry), "any_time_rank1": any_time["rank1"], "any_time_mAP": any_time["mAP"],
-            "marks": _marks(entry)}
-
-
 @leaderboard.command("list")
-@click.option("--release", type=click.Choice(RELEASES), help="Only entries of this dataset release.")
+@click.option("--release", type=click.Choice(RELEASES), default="403k", show_default=True,
+              help="The dataset release shown: releases are never ranked together.")
+@click.option("--metric", type=click.Choice(("rank1", "mAP", "mINP")), default="rank1", show_default=True)
+@click.option("--all", "show_all", is_flag=True, help="Also show flagged, withdrawn and test-time-trick entries.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 @registry_option
-def list_entries(release: str | None, as_json: bool, registry_dir: Path | None) -> None:
-    """Entries with their verification status and Any-Time Rank-1 / mAP (%), best first."""
+def list_entries(release: str, metric: str, show_all: bool, as_json: bool, registry_dir: Path | None) -> None:
+    """One release's entries in trust tiers (verified, reported, submitted; mismatch and failed unranked
+    below), best Any-Time first inside each tier; the same order as the app and its CSV."""
     from atzoo.leaderboard.store import load_snapshot
+    from atzoo.leaderboard.table import Filters, build_table
 
     with user_errors():
         snapshot = load_snapshot(_registry(registry_dir))
+        filters = Filters(release=release, show_flagged=show_all, include_tricks=show_all,
+                          include_withdrawn=show_all)
+        table = build_table(snapshot, metric, filters)
     for name, problems in snapshot.problems.items():
         click.echo(f"Warning: {name} was skipped: {'; '.join(problems)}", err=True)
-    entries = [e for e in snapshot.entries if release is None or e.dataset.release == release]
-    rows = sorted((_row(e) for e in entries), key=lambda r: (r["release"], -r["any_time_rank1"]))
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(table.rows, indent=2))
         return
     from rich.table import Table
 
-    table = Table(title=f"atzoo leaderboard ({len(rows)} entries)", show_header=True)
-    for column in ("id", "method", "origin", "release", "status", "Any-Time R1", "Any-Time mAP", "marks"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(row["id"], row["method"], row["origin"], row["release"], row["status"],
-                      f"{row['any_time_rank1']:.2f}", f"{row['any_time_mAP']:.2f}", row["marks"])
-    console().print(table)
+    from atzoo.protocol import ANY_TIME
+
+    title = f"atzoo leaderboard, release {release}, {metric} (%): {len(table.rows)} entries"
+    view = Table(title=title, caption=table.hidden_message or None, show_header=True)
+    for column in ("Rank", "ID", "Method", "Status", ANY_TIME, "Flags"):
+        view.add_column(column, overflow="fold")
+    for row in table.rows:
+        score = "-" if row[ANY_TIME] is None else f"{row[ANY_TIME]:.2f}"
+        view.add_row("-" if row["Rank"] is None else str(row["Rank"]), row["ID"], row["Method"], row["Status"],
+                     score, row["Flags"])
+    console().print(view)
+
+
+@leaderboard.command("keygen")
+@click.option("--name", required=True, help="The verifier's name, as it will appear in verified blocks.")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the private key (default: ~/.config/atzoo/keys/NAME.pem, or $ATZOO_KEY_DIR).")
+@registry_option
+def keygen(name: str, key_path: Path | None, registry_dir: Path | None) -> None:
+    """Create a verifier's Ed25519 key pair: the private key (mode 0600) outside the repository, the public
+    key added to the registry's verifiers.json."""
+    from atzoo.leaderboard.signing import keygen as make_key, verifiers_path
+
+    root = _registry(registry_dir)
+    with user_errors():
+        path, item = make_key(root, name, key_path)
+    click.echo(f"Private key written to {path} (mode 0600): keep it secret, never commit it.")
+    click.echo(f"Public key of {item.name} added to {verifiers_path(root)}: commit that file.")
 
 
 @leaderboard.command("verify")
@@ -205,22 +231,36 @@ def list_entries(release: str | None, as_json: bool, registry_dir: Path | None) 
 @click.option("--device", help="cpu or cuda (default: cuda when available).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--verifier", envvar="ATZOO_VERIFIER", default="", show_envvar=True,
-              help="Who runs this verification (name or handle), recorded in the verified block.")
+              help="The verifier (listed in the registry's verifiers.json) whose key signs the verified block.")
+@click.option("--key", "key_path", envvar="ATZOO_VERIFIER_KEY", show_envvar=True,
+              type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The verifier's private key (default: ~/.config/atzoo/keys/VERIFIER.pem).")
+@click.option("--cross", "cross", multiple=True, metavar="NAME=ROOT",
+              help="Also re-measure the entry's cross-dataset figures on this local public dataset (repeatable).")
 @registry_option
 def verify(entry: str, data_root: Path, tolerance: float | None, device: str | None, no_progress: bool,
-           verifier: str, registry_dir: Path | None) -> None:
-    """Fetch the entry's exact weights, re-evaluate them on the local dataset, write the verified block."""
+           verifier: str, key_path: Path | None, cross: tuple[str, ...], registry_dir: Path | None) -> None:
+    """Fetch the entry's exact weights, re-evaluate them on the local dataset, write the signed verified block."""
+    from atzoo.leaderboard.signing import default_key_path, load_signer, private_key_warning
     from atzoo.leaderboard.verify import DEFAULT_TOLERANCE, verify_entry
+    from atzoo.runner.cross_evaluation import parse_cross_spec
 
     with user_errors():
+        cross_specs = [parse_cross_spec(spec) for spec in cross]
         path = _entry_file(registry_dir, entry)
-        result = verify_entry(path, data_root, tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
-                              device=device, progress=not no_progress, verifier=verifier)
+        signer = load_signer(verifier, key_path)
+        warning = private_key_warning(key_path or default_key_path(signer.name))
+        if warning:
+            click.echo(f"Warning: {warning}", err=True)
+        registry_root = registry_dir if registry_dir is not None or path.parent.name != "entries" else path.parent.parent
+        result = verify_entry(path, data_root, signer=signer, registry_dir=_registry(registry_root),
+                              tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance, device=device,
+                              progress=not no_progress, cross=cross_specs)
     verified = result.verified
     difference = "-" if verified.max_difference is None else f"{verified.max_difference:.2f}"
     click.echo(f"{result.id}: {verified.status} (max difference {difference} points, tolerance "
                f"{verified.tolerance}) - {verified.message}")
-    click.echo(f"Written to {path}")
+    click.echo(f"Signed by {verified.verifier}; written to {path}")
 
 
 @leaderboard.command("moderate")
@@ -253,23 +293,27 @@ def moderate(entry_id: str, flag_reason: str | None, unflag: bool, withdraw: boo
 
 @leaderboard.command("schema")
 @click.option("--out", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-              help="Where to write the JSON Schema ('-' for stdout; default: the registry's schema/ folder).")
+              help="Write only the entry schema there ('-' for stdout); default: every schema file into the "
+                   "registry's schema/ folder.")
 @registry_option
 def schema(out: Path | None, registry_dir: Path | None) -> None:
-    """Export the entry schema as JSON Schema (draft 2020-12)."""
+    """Export the registry's JSON Schemas (draft 2020-12): entries, verifiers."""
     from atzoo.io import write_text_atomic
-    from atzoo.leaderboard.schema import SCHEMA_FILE, entry_json_schema
+    from atzoo.formats.entry import SCHEMA_FILE
+    from atzoo.leaderboard.schemas import registry_schemas
     from atzoo.leaderboard.store import SCHEMA_DIR
 
-    text = json.dumps(entry_json_schema(), indent=2) + "\n"
+    schemas = {name: json.dumps(content, indent=2) + "\n" for name, content in registry_schemas().items()}
     if out is not None and str(out) == "-":
-        click.echo(text, nl=False)
+        click.echo(schemas[SCHEMA_FILE], nl=False)
         return
     if out is not None and not out.parent.is_dir():
         raise click.BadParameter(f"{out.parent} is not an existing folder", param_hint="'--out'")
-    target = out or _registry(registry_dir) / SCHEMA_DIR / SCHEMA_FILE
-    write_text_atomic(target, text)
-    click.echo(f"JSON Schema written to {target}")
+    targets = {out: schemas[SCHEMA_FILE]} if out is not None else {
+        _registry(registry_dir) / SCHEMA_DIR / name: text for name, text in schemas.items()}
+    for target, text in targets.items():
+        write_text_atomic(target, text)
+        click.echo(f"JSON Schema written to {target}")
 
 
 @leaderboard.command("serve")
@@ -287,7 +331,7 @@ def schema(out: Path | None, registry_dir: Path | None) -> None:
 def serve(host: str, port: int | None, share: bool, runner_dir: Path | None, models: tuple[str, ...],
           local_paths: bool | None, registry_dir: Path | None) -> None:
     """Start the leaderboard app (Gradio) on the registry."""
-    from atzoo.leaderboard.app import serve as serve_app
+    from atzoo.app.app import serve as serve_app
 
     with user_errors():
         demo_models = dict(_label_and_path(item) for item in models)

@@ -51,13 +51,32 @@ def train(method: str, data_root: Path | None, out_dir: Path, settings: tuple[st
 
 
 @click.command()
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dir", metavar="RUN_OR_PACKAGE", type=click.Path(path_type=Path))
 @click.option("--data", "data_root", type=click.Path(path_type=Path),
               help="Dataset root (default: the one the run was trained on).")
 @click.option("--skip-bad-names", is_flag=True, help="Skip image files that do not follow the layout.")
+@click.option("--cross", "cross", multiple=True, metavar="NAME=ROOT",
+              help="Zero-shot test on a public dataset instead (repeatable): NAME is one of market1501, cuhk03, "
+                   "msmt17, sysu-mm01, regdb, llcm, prcc, ltcc, deepchange, vc-clothes; see docs/generalization.md.")
+@click.option("--trials", type=int, default=None, help="With --cross: trials of the randomised settings "
+              "(default: each protocol's own, 10).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --cross: seed of the randomised settings' trials.")
+@click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False),
+              help="With --cross: write the results here (default: cross_metrics.json in a run directory).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate(run_dir: Path, data_root: Path | None, skip_bad_names: bool, as_json: bool) -> None:
-    """Evaluate the model of RUN_DIR on the six scenarios and the mixed test; writes metrics.json."""
+def evaluate(run_dir: Path, data_root: Path | None, skip_bad_names: bool, cross: tuple[str, ...],
+             trials: int | None, seed: int, out: Path | None, as_json: bool) -> None:
+    """Evaluate the model of RUN_OR_PACKAGE on the six scenarios and the mixed test (writes metrics.json
+    in a run), or with --cross on public datasets zero-shot (writes cross_metrics.json)."""
+    from atzoo.cli.output import user_errors
+
+    if cross:
+        from atzoo.cli.cross_commands import run_cross
+
+        with user_errors():
+            run_cross(run_dir, cross, trials=trials, seed=seed, out=out, as_json=as_json)
+        return
     from atzoo.runner import evaluate_run
 
     print_metrics(evaluate_run(run_dir, data_root, skip_bad_names=skip_bad_names), as_json)

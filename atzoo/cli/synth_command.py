@@ -50,10 +50,13 @@ def _size_callback(ctx: click.Context, param: click.Parameter, value: str | None
 @click.option("--workers", type=click.IntRange(min=1), help="Writer processes (default: 1 for small datasets, "
               "else every core).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--layout", default="at-ustc", show_default=True, metavar="NAME",
+              help="Write a small dataset in a public layout instead: market1501, cuhk03, msmt17, sysu-mm01, "
+                   "regdb, llcm, prcc, ltcc, deepchange or vc-clothes (uses --preset's image size, --size, --seed).")
 def synth(root: Path, preset: str, ids: int | None, seed: int | None, size: tuple[int, int] | None,
           clothings: int | None, rgb_cameras: int | None, ir_cameras: int | None, frames: int | None,
           val_share: float | None, png_share: float | None, overwrite: bool, workers: int | None,
-          quiet: bool) -> None:
+          quiet: bool, layout: str) -> None:
     """Generate a synthetic dataset in the AT-USTC layout under ROOT.
 
     Procedurally drawn persons (never real data), with the benchmark's folder and file names, RGB
@@ -62,6 +65,9 @@ def synth(root: Path, preset: str, ids: int | None, seed: int | None, size: tupl
     """
     from atzoo.data.synthetic import DEFAULT, TINY, generate, with_overrides
 
+    if layout.lower() != "at-ustc":
+        _synth_layout(root, layout, preset, seed, size, overwrite)
+        return
     base = {"default": DEFAULT, "tiny": TINY}[preset]
     try:
         config = with_overrides(base, ids=ids, seed=seed, size=size, clothings=clothings, rgb_cameras=rgb_cameras,
@@ -72,3 +78,20 @@ def synth(root: Path, preset: str, ids: int | None, seed: int | None, size: tupl
     height, width = config.size
     click.echo(f"Wrote {config.num_images:,} images of {config.ids} identities ({height}x{width}, seed {config.seed}) "
                f"to {path}")
+
+
+def _synth_layout(root: Path, layout: str, preset: str, seed: int | None, size: tuple[int, int] | None,
+                  overwrite: bool) -> None:
+    from atzoo.data.layouts import get_layout, read_layout
+    from atzoo.data.synthetic import with_overrides
+    from atzoo.data.synthetic_layouts import PRESETS, generate_layout
+
+    try:
+        name = get_layout(layout).name
+        config = with_overrides(PRESETS[preset], seed=seed, size=size)
+        path = generate_layout(root, name, config, overwrite=overwrite)
+        images = len(read_layout(path, name))
+    except AtzooError as error:
+        raise SynthUserError(str(error)) from None
+    height, width = config.size
+    click.echo(f"Wrote a synthetic {name} dataset of {images:,} images ({height}x{width}, seed {config.seed}) to {path}")

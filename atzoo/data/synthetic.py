@@ -26,7 +26,7 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -755,6 +755,26 @@ def _move_into_place(staging: Path, root: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def publish_dataset(root: str | os.PathLike, write: Callable[[Path], None], manifest: dict, *,
+                    overwrite: bool = False) -> Path:
+    """Run `write(staging)` in a hidden sibling folder, add `synthetic.json` (`manifest`) and rename
+    the finished folder to `root`; `root` never holds a partial dataset, and with `overwrite=True`
+    an existing synthetic `root` is replaced only once the new one is complete."""
+    root = Path(root)
+    _check_destination(root, overwrite)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".partial", dir=root.parent))
+    try:
+        os.chmod(staging, permissions_from_umask(executable=True))
+        write(staging)
+        write_json_atomic(staging / MANIFEST_NAME, manifest)
+        _check_destination(root, overwrite)
+        _move_into_place(staging, root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return root
+
+
 def generate(root: str | os.PathLike, config: SynthConfig = DEFAULT, *, overwrite: bool = False,
              progress: bool = True, workers: int | None = None) -> Path:
     """Write a synthetic AT-USTC under `root` and return its path.
@@ -764,21 +784,14 @@ def generate(root: str | os.PathLike, config: SynthConfig = DEFAULT, *, overwrit
     only after the new one is finished. `root` also gets `synthetic.json` (the settings), which
     the AT-USTC reader ignores.
     """
-    root = Path(root)
-    _check_destination(root, overwrite)
-    root.parent.mkdir(parents=True, exist_ok=True)
     clips = plan_clips(config)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".partial", dir=root.parent))
-    try:
-        os.chmod(staging, permissions_from_umask(executable=True))
+
+    def write(staging: Path) -> None:
         _write_all(staging, config, clips, progress, default_workers(config) if workers is None else workers)
-        write_json_atomic(staging / MANIFEST_NAME, {"generator": "atzoo.data.synthetic", "version": GENERATOR_VERSION,
-                                                    "config": asdict(config), "images": config.num_images})
-        _check_destination(root, overwrite)
-        _move_into_place(staging, root)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return root
+
+    return publish_dataset(root, write, {"generator": "atzoo.data.synthetic", "version": GENERATOR_VERSION,
+                                         "config": asdict(config), "images": config.num_images},
+                           overwrite=overwrite)
 
 
 # ---------------------------------------------------------------------------------------------

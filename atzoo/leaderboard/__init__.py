@@ -4,7 +4,7 @@ Logic lives here so it is tested; the repository's ``leaderboard/`` folder holds
 exported JSON Schema and thin entry points.
 """
 
-from atzoo.leaderboard.schema import (SCHEMA_VERSION, Entry, entry_json_schema, entry_problems, parse_entry,
+from atzoo.formats.entry import (SCHEMA_VERSION, Entry, entry_json_schema, entry_problems, parse_entry,
                                       parse_entry_text)
 from atzoo.leaderboard.store import (Snapshot, check_entry_data, default_leaderboard_dir, load_snapshot,
                                      read_entry, update_entry, write_entry)

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from atzoo.errors import LeaderboardError
-from atzoo.leaderboard.schema import Entry
+from atzoo.formats.entry import Entry
 from atzoo.leaderboard.store import load_snapshot, read_entry, registered_entry_path, supersede_chain, update_entry
 
 

@@ -1,8 +1,9 @@
 """The entry registry on disk: ``LEADERBOARD_DIR/entries/ID.json``, read into cached snapshots.
 
 A snapshot is rebuilt only when an entry file is added, removed or changed (its name, size or
-modification time), so the app answers requests from memory. A file that fails validation does
-not hide the others: it is listed in ``Snapshot.problems``.
+modification time) or the registry's ``verifiers.json`` changes, so the app answers requests from
+memory. A file that fails validation, or whose verified block is not signed by a listed verifier,
+does not hide the others: it is listed in ``Snapshot.problems`` and left out of ``entries``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 
 from atzoo.errors import FormatError, LeaderboardError
 from atzoo.io import read_json, write_json_atomic
-from atzoo.leaderboard.schema import ID_PATTERN, Entry, entry_problems, parse_entry
+from atzoo.formats.entry import ID_PATTERN, Entry, entry_problems, parse_entry
+from atzoo.formats.verifiers import VERIFIERS, VerifiersFile, read_verifiers_file
+from atzoo.leaderboard.signing import signature_problem
 
 ENTRIES = "entries"
 SCHEMA_DIR = "schema"
@@ -56,6 +59,7 @@ class Snapshot:
     root: Path
     entries: tuple[Entry, ...]
     problems: dict[str, list[str]] = field(default_factory=dict)
+    verifiers: VerifiersFile = field(default_factory=VerifiersFile)
 
     def get(self, entry_id: str) -> Entry:
         for entry in self.entries:
@@ -84,16 +88,24 @@ def read_entry(path: str | os.PathLike) -> Entry:
 
 
 def read_registry(root: str | os.PathLike) -> Snapshot:
-    """Every entry file read and validated now (no cache): what :func:`load_snapshot` avoids repeating."""
+    """Every entry file read, validated and its signature checked now (no cache): what
+    :func:`load_snapshot` avoids repeating. A malformed ``verifiers.json`` is an error."""
     root = Path(root)
+    verifiers = read_verifiers_file(root / VERIFIERS)
     entries: list[Entry] = []
     problems: dict[str, list[str]] = {}
     for path in sorted(entries_dir(root).glob("*.json")):
         try:
-            entries.append(read_entry(path))
+            entry = read_entry(path)
         except LeaderboardError as error:
             problems[path.name] = str(error).splitlines()[1:] or [str(error)]
-    return Snapshot(root, tuple(entries), problems)
+            continue
+        refused = signature_problem(entry, verifiers)
+        if refused:
+            problems[path.name] = [refused]
+        else:
+            entries.append(entry)
+    return Snapshot(root, tuple(entries), problems, verifiers)
 
 
 def _fingerprint(root: Path) -> tuple:
@@ -101,7 +113,9 @@ def _fingerprint(root: Path) -> tuple:
     if not folder.is_dir():
         raise LeaderboardError(f"{root} is not a leaderboard registry: {folder} does not exist")
     stats = ((e.name, e.stat()) for e in os.scandir(folder) if e.name.endswith(".json"))
-    return tuple(sorted((name, stat.st_size, stat.st_mtime_ns) for name, stat in stats))
+    listing = root / VERIFIERS
+    verifiers = (listing.stat().st_size, listing.stat().st_mtime_ns) if listing.exists() else None
+    return (verifiers, tuple(sorted((name, stat.st_size, stat.st_mtime_ns) for name, stat in stats)))
 
 
 _cache: dict[Path, tuple[tuple, Snapshot]] = {}
@@ -171,14 +185,27 @@ def registry_problems(entry: Entry, snapshot: Snapshot, *, replacing: bool = Fal
     return duplicate_problems(entry, snapshot, replacing=replacing) + link_problems(entry, snapshot)
 
 
-def check_entry_data(data: Any, snapshot: Snapshot | None = None) -> list[str]:
+SUBMISSION_VERIFIED = ("verified: a submission may not carry a verified block; the shared runner writes it "
+                       "(signed) after re-evaluating the weights - remove the block")
+
+
+def check_entry_data(data: Any, snapshot: Snapshot | None = None, *, submission: bool = False) -> list[str]:
     """Every problem of an entry that can be seen without its weights or the dataset: the schema,
-    then (given a snapshot) duplicates and broken supersede links. Used by the app's Submit tab and
-    ``atzoo leaderboard check``."""
+    a verified block (refused in a `submission`; else its signature checked against the snapshot's
+    verifiers), then (given a snapshot) duplicates and broken supersede links. Used by the app's
+    Submit tab and ``atzoo leaderboard check``."""
     problems = entry_problems(data)
-    if problems or snapshot is None:
+    if submission and isinstance(data, dict) and data.get("verified") is not None:
+        problems.insert(0, SUBMISSION_VERIFIED)
+    if problems:
         return problems
-    return registry_problems(Entry.model_validate(data), snapshot)
+    entry = Entry.model_validate(data)
+    refused = signature_problem(entry, snapshot.verifiers if snapshot is not None else VerifiersFile())
+    if refused:
+        problems.append(refused)
+    if snapshot is None:
+        return problems
+    return problems + registry_problems(entry, snapshot)
 
 
 def write_entry(root: str | os.PathLike, entry: Entry, *, overwrite: bool = False) -> Path:

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 
 from atzoo.errors import AtzooError, ChecksumError, HubError, LeaderboardError
 from atzoo.io import read_json_checked
-from atzoo.leaderboard.schema import (METRICS, TASK_FAMILIES, Entry, entry_problems, metrics_from_fractions,
+from atzoo.formats.entry import (METRICS, TASK_FAMILIES, Entry, entry_problems, metrics_from_fractions,
                                       slugify)
 from atzoo.leaderboard.store import Snapshot, duplicate_problems, load_snapshot, write_entry
 from atzoo.package import CONFIG, FORMAT, RESULTS, WEIGHTS, ModelPackage, read_package
@@ -338,13 +338,14 @@ def prepare_submission(source_dir: str | os.PathLike, *, weights_ref: str | None
                        extra_training_data: Sequence[str] = (), re_ranking: bool = False, tta: Sequence[str] = (),
                        query_expansion: bool = False, notes: str = "", dataset_release: str | None = None,
                        sha256: str | None = None, snapshot: Snapshot | None = None,
-                       registry=None) -> Submission:
+                       registry=None, cross_results: str | os.PathLike | None = None) -> Submission:
     """Check everything about a submission that needs no dataset; raise one
     :class:`LeaderboardError` listing every problem found, else return the entry.
 
     The weights are either already on the Hub (`weights_ref`, ``ORG/NAME@COMMIT``) or pushed by this
     call once every check has passed (`push_to`, ``ORG/NAME[@BRANCH]``; not when `push_now` is False,
-    as in a dry run), the entry then pinning the commit the push created."""
+    as in a dry run), the entry then pinning the commit the push created. `cross_results`: a file
+    `atzoo evaluate --cross` wrote with these weights, reported as the entry's cross-dataset figures."""
     if task_family not in TASK_FAMILIES:
         raise LeaderboardError(f"task family {task_family!r} is not one of {', '.join(TASK_FAMILIES)}")
     problem = weights_source_problem(weights_ref, push_to)
@@ -384,6 +385,10 @@ def prepare_submission(source_dir: str | os.PathLike, *, weights_ref: str | None
                            paper=paper, code=code, submitter=submitter, pretraining=pretraining,
                            extra_training_data=extra_training_data, re_ranking=re_ranking, tta=tta,
                            query_expansion=query_expansion, notes=notes)
+        if cross_results is not None:
+            from atzoo.leaderboard.cross_verify import entry_cross_dataset
+
+            data["cross_dataset"] = entry_cross_dataset(cross_results, local_sha)
         problems = entry_problems(data)
         if not problems:
             entry = Entry.model_validate(data)

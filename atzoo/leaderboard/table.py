@@ -4,6 +4,11 @@ One table shows one dataset release: numbers on the 403k release, the 135k relea
 synthetic dataset are not comparable, so they never share a table. Entries that are flagged,
 withdrawn or use test-time tricks (re-ranking, flip or other augmentation, query expansion) are
 hidden unless asked for, and the table says how many were hidden and why.
+
+Trust decides rank before any score does. Rows come in tiers: runner-verified (signed) entries
+first, then the papers' reported rows, then submissions not verified yet; sorting by a column
+re-orders rows inside their tier only. An entry whose verification ended ``mismatch`` or ``failed``
+is shown below every tier, with its status and the reason, and never gets a rank.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 from collections.abc import Iterable
 
 from atzoo.errors import LeaderboardError
-from atzoo.leaderboard.schema import METRICS, RELEASES, TASK_FAMILIES, Entry
+from atzoo.formats.entry import METRICS, RELEASES, TASK_FAMILIES, Entry
 from atzoo.leaderboard.store import Snapshot
 from atzoo.protocol import ANY_TIME, SCENARIO_NAMES
 
@@ -29,6 +34,9 @@ DEFAULT_RELEASE = "403k"
 
 STATUS_PAPER = "reported by paper"
 STATUS_SUBMITTED = "submitted"
+TIERS = ("verified", STATUS_PAPER, STATUS_SUBMITTED)
+"""The ranked statuses, in rank order; any other status (mismatch, failed) is unranked."""
+UNRANKED = len(TIERS)
 
 HIDDEN_WITHDRAWN = "withdrawn"
 HIDDEN_FLAGGED = "flagged"
@@ -83,6 +91,12 @@ def entry_status(entry: Entry) -> str:
     return entry.verified.status
 
 
+def entry_tier(entry: Entry) -> int:
+    """0 verified, 1 reported by a paper, 2 submitted; :data:`UNRANKED` for mismatch and failed."""
+    status = entry_status(entry)
+    return TIERS.index(status) if status in TIERS else UNRANKED
+
+
 def hidden_reason(entry: Entry, filters: Filters) -> str | None:
     """Why the view leaves `entry` out by default (withdrawn, flagged, tricks), or None."""
     if entry.moderation.withdrawn and not filters.include_withdrawn:
@@ -97,6 +111,8 @@ def hidden_reason(entry: Entry, filters: Filters) -> str | None:
 def entry_flags(entry: Entry) -> str:
     """Everything a reader must know before trusting the row, comma separated."""
     flags = []
+    if entry_tier(entry) == UNRANKED and entry.verified is not None:
+        flags.append(f"unranked, verification {entry.verified.status}: {entry.verified.message}")
     if entry.moderation.withdrawn:
         flags.append("withdrawn")
     if entry.moderation.flagged:
@@ -150,7 +166,7 @@ def entry_row(entry: Entry, metric: str) -> dict[str, Any]:
         "Rank": 0, "Method": entry.method.name, "ID": entry.id, **scores(entry, metric),
         "Status": entry_status(entry), "Backbone": entry.model.backbone, "Task family": entry.method.task_family,
         "Params (M)": None if num_params is None else round(num_params / 1e6, 2), "Flags": entry_flags(entry),
-        "Date": entry.date.isoformat(),
+        "Date": entry.date.isoformat(), "Tier": entry_tier(entry),
     }
 
 
@@ -165,17 +181,21 @@ def _sort_key(column: str):
 
 
 def assign_ranks(rows: list[dict[str, Any]], column: str) -> None:
-    """Competition ranks by `column`, highest first: equal scores share a rank (1, 2, 2, 4); a row
-    without a score has no rank."""
+    """Competition ranks by tier, then by `column` highest first: equal scores of one tier share a
+    rank (1, 2, 2, 4). A row without a score, or of an unranked status, has no rank."""
+    ranked = [row for row in rows if row["Tier"] != UNRANKED and row[column] is not None]
     for row in rows:
-        value = row[column]
-        row["Rank"] = None if value is None else 1 + sum(
-            1 for other in rows if other[column] is not None and other[column] > value)
+        if row["Tier"] == UNRANKED or row[column] is None:
+            row["Rank"] = None
+            continue
+        row["Rank"] = 1 + sum(1 for other in ranked if other["Tier"] < row["Tier"]
+                              or (other["Tier"] == row["Tier"] and other[column] > row[column]))
 
 
 def sort_rows(rows: list[dict[str, Any]], sort_by: str = ANY_TIME) -> list[dict[str, Any]]:
-    """Rows by `sort_by`: scores, parameters and dates highest first, methods A-Z; missing last.
-    Ranks follow the score sorted by, or Any-Time when sorting by something else."""
+    """Rows in trust tiers (verified, reported, submitted, then unranked), and inside a tier by
+    `sort_by`: scores, parameters and dates highest first, methods A-Z; missing last. Ranks follow
+    the score sorted by, or Any-Time when sorting by something else."""
     if sort_by not in SORT_CHOICES:
         raise LeaderboardError(f"cannot sort by {sort_by!r}; expected one of {', '.join(SORT_CHOICES)}")
     if sort_by == "Date":
@@ -183,6 +203,7 @@ def sort_rows(rows: list[dict[str, Any]], sort_by: str = ANY_TIME) -> list[dict[
         ordered.sort(key=lambda row: row["Date"], reverse=True)
     else:
         ordered = sorted(rows, key=_sort_key(sort_by))
+    ordered.sort(key=lambda row: row["Tier"])
     assign_ranks(ordered, sort_by if sort_by in SCORE_COLUMNS else ANY_TIME)
     return ordered
 

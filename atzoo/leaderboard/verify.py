@@ -20,14 +20,18 @@ import math
 import os
 import platform
 from importlib import metadata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from atzoo.errors import AtzooError, DataError, HubError, LeaderboardError
-from atzoo.leaderboard.schema import METRICS, Entry, Metrics, Verified, metrics_from_fractions
+from atzoo.leaderboard.cross_verify import cross_differences, cross_targets, measure_cross, unavailable
+from atzoo.formats.entry import METRICS, Entry, Metrics, Verified, metrics_from_fractions
+from atzoo.leaderboard.signing import Signer, check_signer, sign_verified
 from atzoo.leaderboard.store import read_entry, update_entry
 from atzoo.package import SYNTHETIC_MANIFEST, ModelPackage
 from atzoo.protocol import SCENARIO_NAMES
+from atzoo.runner.cross_evaluation import CrossTarget
 
 DEFAULT_TOLERANCE = 0.5
 """Percentage points; see the module docstring for why."""
@@ -111,7 +115,9 @@ def measure_package(package: ModelPackage, data_root: str | os.PathLike, *, devi
     return _measure(package, _test_records(Path(data_root)), _device(device), registry, progress)
 
 
-def _measure(package: ModelPackage, records, torch_device, registry, progress: bool) -> dict[str, Any]:
+def _measure(package: ModelPackage, records, torch_device, registry, progress: bool,
+             cross: Sequence[CrossTarget] = ()) -> dict[str, Any]:
+    """The six-scenario results; with `cross`, also the cross-dataset figures under ``"cross"``."""
     from atzoo.package import build_package_model
     from atzoo.registry import load_registry
     from atzoo.runner.distributed import Context
@@ -122,7 +128,10 @@ def _measure(package: ModelPackage, records, torch_device, registry, progress: b
     recipe = ResolvedRecipe.from_json(package.config["recipe"])
     model = build_package_model(package, registry).to(torch_device)
     context = Context(rank=0, world_size=1, local_rank=0, device=torch_device)
-    return evaluate_model(model, records, recipe, context, progress=progress)
+    measured = evaluate_model(model, records, recipe, context, progress=progress)
+    if cross:
+        measured = {**measured, "cross": measure_cross(package, model, cross, context, progress)}
+    return measured
 
 
 def _test_records(data_root: Path):
@@ -195,6 +204,9 @@ def _scrub(message: str, *paths: Path) -> str:
 def _outcome(entry: Entry, measured: dict[str, Any], tolerance: float) -> tuple[str, Metrics, float, str]:
     metrics = Metrics.model_validate(metrics_from_fractions(measured))
     worst, differences = compare(entry.reported, metrics)
+    if "cross" in measured:
+        differences += cross_differences(entry, measured["cross"])
+        worst = max(d for d, _ in differences)
     if worst <= tolerance:
         return "verified", metrics, worst, (f"all {len(differences)} reported metrics within {tolerance} points "
                                             f"of the measured ones")
@@ -211,10 +223,14 @@ def _replacement_note(previous: Verified | None, status: str) -> str:
     return f" (replaces a {previous.status!r} result of {previous.date.date().isoformat()})"
 
 
-def verify_entry(entry_path: str | os.PathLike, data_root: str | os.PathLike, *,
+def verify_entry(entry_path: str | os.PathLike, data_root: str | os.PathLike, *, signer: Signer,
                  tolerance: float = DEFAULT_TOLERANCE, device: str | None = None, registry=None,
-                 progress: bool = True, cache_dir: str | os.PathLike | None = None, verifier: str = "") -> Entry:
-    """Re-evaluate an entry's exact weights on `data_root` and write its ``verified`` block.
+                 progress: bool = True, cache_dir: str | os.PathLike | None = None,
+                 registry_dir: str | os.PathLike | None = None,
+                 cross: Sequence[tuple[str, str | os.PathLike]] = ()) -> Entry:
+    """Re-evaluate an entry's exact weights on `data_root` and write its ``verified`` block, signed by
+    `signer`, who must be listed in the ``verifiers.json`` of `registry_dir` (default: the registry
+    holding the entry file).
 
     Status ``verified`` when every reported metric is within `tolerance` percentage points of the
     measured one, ``mismatch`` otherwise, ``failed`` when the model cannot be evaluated. Problems
@@ -222,11 +238,16 @@ def verify_entry(entry_path: str | os.PathLike, data_root: str | os.PathLike, *,
     dataset, a plugin not installed, weights that do not match the sha256) raise
     :class:`LeaderboardError` and write nothing. A worse status than the entry's earlier one says in
     its message what it replaced.
+
+    `cross` (layout name, root) pairs re-measure the entry's reported cross-dataset figures on the
+    public datasets the verifier has, under the same tolerance; the verified block records them and
+    names the reported ones it could not re-measure (:mod:`atzoo.leaderboard.cross_verify`).
     """
     from atzoo.registry import load_registry
 
     entry_path = Path(entry_path)
     data_root = Path(data_root)
+    check_signer(registry_dir if registry_dir is not None else entry_path.resolve().parent.parent, signer)
     entry = read_entry(entry_path)
     if entry.weights is None:
         raise LeaderboardError(f"entry {entry.id} is a {entry.origin} row without weights: there is nothing to "
@@ -242,18 +263,26 @@ def verify_entry(entry_path: str | os.PathLike, data_root: str | os.PathLike, *,
         check_fingerprint(data_root, records, entry)
     except DataError as error:
         raise LeaderboardError(f"cannot verify on {data_root}: {error}") from None
+    targets = cross_targets(entry, cross)
     registry = registry or load_registry()
     package = fetch_weights(entry, cache_dir)
     _require_method(package, registry)
+    cross_measured, cross_missing = None, []
     try:
-        measured = _measure(package, records, torch_device, registry, progress)
+        measured = _measure(package, records, torch_device, registry, progress, targets)
         status, metrics, worst, message = _outcome(entry, measured, tolerance)
+        if targets:
+            cross_measured = measured["cross"]
+            cross_missing = unavailable(entry, cross_measured)
+            message += (f"; cross-dataset re-measured on {', '.join(cross_measured.datasets) or 'no dataset'}"
+                        + (f", not available here: {', '.join(cross_missing)}" if cross_missing else ""))
     except (AtzooError, RuntimeError, ValueError) as error:
         status, metrics, worst = "failed", None, None
-        message = _scrub(str(error), data_root.resolve(), data_root, package.path)
+        message = _scrub(str(error), data_root.resolve(), data_root, package.path,
+                         *(target.root for target in targets))
     message += _plugin_version_note(entry) + _replacement_note(entry.verified, status)
     verified = Verified(status=status, date=dt.datetime.now(dt.timezone.utc).replace(microsecond=0),
                         tolerance=tolerance, metrics=metrics, max_difference=worst,
                         environment=environment(torch_device.type, package), message=message,
-                        verifier=verifier.strip())
-    return update_entry(entry_path, verified=verified)
+                        cross_dataset=cross_measured, cross_unavailable=cross_missing)
+    return update_entry(entry_path, verified=sign_verified(entry, verified, signer))

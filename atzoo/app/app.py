@@ -1,4 +1,4 @@
-"""The leaderboard app: Leaderboard, Compare, Demo, Submit and About tabs (Gradio).
+"""The leaderboard app: Leaderboard, Compare, Generalization, Demo, Submit and About tabs (Gradio).
 
 Every request reads the registry through :func:`load_snapshot`, which answers from memory until
 an entry file changes. Every data function has an ``api_name``, so the app is scriptable with
@@ -21,9 +21,10 @@ import gradio as gr
 import pandas as pd
 
 from atzoo.errors import AtzooError
-from atzoo.leaderboard import demo as demo_logic
-from atzoo.leaderboard import plots
-from atzoo.leaderboard.schema import RELEASES
+from atzoo.app import demo as demo_logic
+from atzoo.app import plots
+from atzoo.app.generalization import generalization_tab
+from atzoo.formats.entry import RELEASES
 from atzoo.leaderboard.store import Snapshot, check_entry_data, load_snapshot
 from atzoo.leaderboard.table import (ANY_TIME, COLUMNS, DEFAULT_RELEASE, METRIC_CHOICES, METRIC_LABELS,
                                      SORT_CHOICES, Filters, backbone_choices, build_table, entry_choices,
@@ -408,6 +409,8 @@ def build_app(leaderboard_dir: str | os.PathLike, *, runner_dir: str | os.PathLi
                 _leaderboard_tab(app, blocks)
             with gr.Tab("Compare", id="compare"):
                 _compare_tab(app, blocks)
+            with gr.Tab("Generalization", id="generalization"):
+                generalization_tab(app.snapshot, blocks, RELEASES, shown_in_page)
             with gr.Tab("Demo", id="demo"):
                 _demo_tab(app)
             with gr.Tab("Submit", id="submit"):

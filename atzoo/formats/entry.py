@@ -25,7 +25,10 @@ from atzoo.protocol import ANY_TIME, SCENARIO_NAMES
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = f"entry-v{SCHEMA_VERSION}.schema.json"
-RELEASES = ("403k", "135k", "synthetic")
+RELEASES = ("403k", "135k", "synthetic", "custom")
+RANKED_RELEASES = ("403k", "135k", "synthetic")
+"""The releases the board ranks and accepts submissions for; a ``custom`` release (any other
+AT-USTC-format collection, named by its fingerprint) can be packaged and shown but not submitted."""
 TASK_FAMILIES = ("Tr-ReID", "CC-ReID", "CM-ReID", "AT-ReID", "other")
 VERIFY_STATUSES = ("verified", "mismatch", "failed")
 METRICS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
@@ -105,6 +108,57 @@ class Metrics(_Strict):
         return result
 
 
+CROSS_DATASETS = ("market1501", "cuhk03", "msmt17", "sysu-mm01", "regdb", "llcm", "prcc", "ltcc", "deepchange",
+                  "vc-clothes")
+"""The public datasets of the zero-shot cross-dataset test (``atzoo.data.layouts`` names)."""
+CROSS_AVERAGE_DATASETS = ("market1501", "cuhk03", "sysu-mm01", "prcc", "ltcc")
+"""The datasets the paper averages in its cross-dataset table."""
+
+
+class CrossAverage(_Strict):
+    rank1: float = Percent
+    mAP: float = Percent
+
+
+class CrossDatasetResults(_Strict):
+    """Zero-shot results on public datasets, in percent: each dataset's headline figure (its
+    protocol's headline settings, see docs/generalization.md) and/or the paper's average R1/mAP
+    over ``CROSS_AVERAGE_DATASETS``. A paper row may give only the average; when every averaged
+    dataset is present the average is computed from them (a given one must agree)."""
+
+    protocol_version: str = Field(min_length=1)
+    datasets: dict[str, ScenarioMetrics] = Field(default_factory=dict)
+    average: CrossAverage | None = None
+
+    @model_validator(mode="after")
+    def _known_and_consistent(self) -> CrossDatasetResults:
+        unknown = sorted(set(self.datasets) - set(CROSS_DATASETS))
+        if unknown:
+            raise ValueError(f"unknown cross-dataset name(s) {', '.join(unknown)}; known: {', '.join(CROSS_DATASETS)}")
+        if not self.datasets and self.average is None:
+            raise ValueError("cross-dataset results need per-dataset figures or the average")
+        computed = self.computed_average()
+        if computed is not None and self.average is not None:
+            for metric in ("rank1", "mAP"):
+                if abs(getattr(self.average, metric) - computed[metric]) > 0.011:
+                    raise ValueError(f"average {metric} {getattr(self.average, metric)} is not the mean of the five "
+                                     f"datasets' figures ({computed[metric]:.2f})")
+        return self
+
+    def computed_average(self) -> dict[str, float] | None:
+        if not all(name in self.datasets for name in CROSS_AVERAGE_DATASETS):
+            return None
+        return {metric: sum(getattr(self.datasets[n], metric) for n in CROSS_AVERAGE_DATASETS)
+                / len(CROSS_AVERAGE_DATASETS) for metric in ("rank1", "mAP")}
+
+    def paper_average(self) -> dict[str, float] | None:
+        """The average R1/mAP: computed from the five datasets when present, else as given."""
+        computed = self.computed_average()
+        if computed is not None:
+            return computed
+        return None if self.average is None else self.average.model_dump()
+
+
 class Method(_Strict):
     name: str = Field(min_length=1, description="The method as shown on the board, e.g. 'Uni-AT'.")
     registered_name: str | None = Field(default=None, description="The runner's method name, e.g. 'uniat:uniat'.")
@@ -162,8 +216,14 @@ class Dataset(_Strict):
     evaluator_version: str = Field(min_length=1)
     fingerprint: str | None = Field(
         default=None, pattern=SHA256_PATTERN,
-        description="The runner's dataset fingerprint (sha256 over every image's relative path and size) of the "
+        description="The dataset fingerprint (sha256 over every image's relative path, size and labels) of the "
                     "data the reported numbers were measured on. Verification compares it for synthetic entries.")
+
+    @model_validator(mode="after")
+    def _custom_has_fingerprint(self) -> Dataset:
+        if self.release == "custom" and self.fingerprint is None:
+            raise ValueError("a custom release is known only by its fingerprint: dataset.fingerprint is required")
+        return self
 
 
 class Verified(_Strict):
@@ -177,8 +237,15 @@ class Verified(_Strict):
     max_difference: float | None = Field(default=None, ge=0.0, strict=True, allow_inf_nan=False)
     environment: dict[str, str] = Field(default_factory=dict)
     message: str = ""
-    verifier: str = Field(default="", description="Who ran the verification (a name or handle): the trust in a "
-                                                  "verified number is the trust in its verifier.")
+    verifier: str = Field(default="", description="Who ran the verification: a name listed in the registry's "
+                                                  "verifiers.json, whose key signed this block.")
+    signature: str = Field(default="", description="base64 Ed25519 signature by the verifier's key over the entry id, "
+                                                   "weights, dataset, reported metrics and this block (less the "
+                                                   "signature); an unsigned block is refused.")
+    cross_dataset: CrossDatasetResults | None = Field(
+        default=None, description="The reported cross-dataset figures re-measured on the datasets the verifier has.")
+    cross_unavailable: list[str] = Field(
+        default_factory=list, description="Reported cross-dataset datasets the verifier did not have.")
 
     @model_validator(mode="after")
     def _metrics_unless_failed(self) -> Verified:
@@ -214,6 +281,8 @@ class Entry(_Strict):
     disclosures: Disclosures = Field(default_factory=Disclosures)
     dataset: Dataset
     reported: Metrics
+    cross_dataset: CrossDatasetResults | None = Field(
+        default=None, description="Reported zero-shot results on public datasets (optional).")
     verified: Verified | None = None
     moderation: Moderation = Field(default_factory=Moderation)
 
@@ -230,7 +299,15 @@ class Entry(_Strict):
         return self.reported.any_time
 
     def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
+        """The entry as written to its file; the optional cross-dataset fields only when used, so
+        entries without them keep their exact bytes."""
+        data = self.model_dump(mode="json", by_alias=True)
+        if data["cross_dataset"] is None:
+            del data["cross_dataset"]
+        verified = data["verified"]
+        if verified is not None and verified["cross_dataset"] is None and not verified["cross_unavailable"]:
+            del verified["cross_dataset"], verified["cross_unavailable"]
+        return data
 
 
 def _location(loc: tuple[Any, ...]) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from atzoo.leaderboard.schema import Entry
+from atzoo.formats.entry import Entry
 from atzoo.leaderboard.table import METRIC_LABELS, check_metric
 from atzoo.protocol import ANY_TIME, SCENARIO_NAMES, SCENARIOS
 
