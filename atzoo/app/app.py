@@ -12,7 +12,6 @@ import functools
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +23,7 @@ from atzoo.errors import AtzooError
 from atzoo.app import demo as demo_logic
 from atzoo.app import plots
 from atzoo.app.generalization import generalization_tab
+from atzoo.app.sessionfiles import DELETE_CACHE, SessionFiles
 from atzoo.formats.entry import RELEASES
 from atzoo.leaderboard.store import Snapshot, check_entry_data, load_snapshot
 from atzoo.leaderboard.table import (ANY_TIME, COLUMNS, DEFAULT_RELEASE, METRIC_CHOICES, METRIC_LABELS,
@@ -123,6 +123,7 @@ class LeaderboardApp:
             self.demo_models = {str(ref): str(ref) for ref in demo_models or ()}
         self.models = demo_logic.ModelCache(registry)
         self.registry = registry
+        self.files = SessionFiles()
         load_snapshot(self.root)
 
     def snapshot(self) -> Snapshot:
@@ -170,13 +171,13 @@ class LeaderboardApp:
         return " ".join(parts)
 
     def csv(self, metric: str, release: str, verified_only: bool, task_families, backbones, show_flagged: bool,
-            include_tricks: bool, search: str, sort_by: str) -> str:
-        """The table shown, as a CSV file to download."""
+            include_tricks: bool, search: str, sort_by: str, request: gr.Request = None) -> str:
+        """The table shown, as a CSV file to download (in the session's folder, deleted when it ends)."""
         from atzoo.io import write_text_atomic
 
         table = self.table(metric, release, verified_only, task_families, backbones, show_flagged, include_tricks,
                            search, sort_by)
-        folder = Path(tempfile.mkdtemp(prefix="atzoo-leaderboard-"))
+        folder = self.files.folder(request)
         path = folder / f"atzoo-leaderboard-{release or DEFAULT_RELEASE}-{metric or 'rank1'}.csv"
         write_text_atomic(path, rows_to_csv(table.rows))
         return str(path)
@@ -235,8 +236,9 @@ class LeaderboardApp:
         return self.demo_models.get(choice, choice)
 
     def demo(self, choice: str | None, local_path: str | None, query_file: Any, gallery_files: Any,
-             use_synthetic: bool, head: str | None):
+             use_synthetic: bool, head: str | None, request: gr.Request = None):
         """Rank the gallery against the query; returns the query, the ranked gallery and a note."""
+        self.files.remember(request, [_file_path(query_file), *(_file_path(item) for item in gallery_files or ())])
         model = self.models.get(self.model_reference(choice, local_path))
         query = _file_path(query_file)
         if use_synthetic:
@@ -257,8 +259,9 @@ class LeaderboardApp:
 
     # -- Submit ------------------------------------------------------------------------------
 
-    def validate_entry(self, text: str | None, upload: Any) -> str:
+    def validate_entry(self, text: str | None, upload: Any, request: gr.Request = None) -> str:
         """Every problem of a pasted or uploaded entry, as Markdown (schema, then duplicates)."""
+        self.files.remember(request, [_file_path(upload)])
         source, raw = self._entry_source(text, upload)
         try:
             data = json.loads(raw)
@@ -401,7 +404,8 @@ def build_app(leaderboard_dir: str | os.PathLike, *, runner_dir: str | os.PathLi
     """
     app = LeaderboardApp(leaderboard_dir, runner_dir=runner_dir, demo_models=demo_models, registry=registry,
                          allow_local_paths=allow_local_paths)
-    with gr.Blocks(title="atzoo leaderboard: anytime person re-identification", fill_width=True) as blocks:
+    with gr.Blocks(title="atzoo leaderboard: anytime person re-identification", fill_width=True,
+                   delete_cache=DELETE_CACHE) as blocks:
         gr.Markdown("# atzoo leaderboard\nAnytime person re-identification on AT-USTC: six scenarios, "
                     "Any-Time = their mean. Reported numbers, verified numbers and disclosures side by side.")
         with gr.Tabs():
@@ -417,8 +421,23 @@ def build_app(leaderboard_dir: str | os.PathLike, *, runner_dir: str | os.PathLi
                 _submit_tab(app)
             with gr.Tab("About", id="about"):
                 gr.Markdown(ABOUT)
+        blocks.unload(app.files.end_session)
     blocks.atzoo_app = app
+    _close_with(blocks, app.files.close)
     return blocks
+
+
+def _close_with(blocks: gr.Blocks, cleanup: Callable[[], None]) -> None:
+    """Make `blocks.close()` also delete the app's session files."""
+    close = blocks.close
+
+    def close_and_clean(*args, **kwargs):
+        try:
+            return close(*args, **kwargs)
+        finally:
+            cleanup()
+
+    blocks.close = close_and_clean  # type: ignore[method-assign]
 
 
 def serve(leaderboard_dir: str | os.PathLike, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
