@@ -340,7 +340,7 @@ def _require_plugin(package: ModelPackage, registry) -> None:
         raise PackageError(f"the model in {package.path} needs the atzoo plugin {name!r}, which {state}: {how}")
 
 
-def build_package_architecture(package: ModelPackage, registry=None, *, device: str = "meta"):
+def build_package_architecture(package: ModelPackage, registry: Any = None, *, device: str = "meta") -> Any:
     """The model the package's config describes, built through the registry without its weights (on
     the meta device by default: shapes and dtypes only, no memory for the values)."""
     import torch
@@ -366,7 +366,7 @@ def _dtype_class(dtype: str) -> str:
     return next((name for name, members in DTYPE_CLASSES.items() if dtype in members), dtype)
 
 
-def check_weights(model, path: Path) -> None:
+def check_weights(model: Any, path: Path) -> None:
     """Every tensor of the weights file has the dtype class of the model's tensor it fills (an integer or
     boolean tensor is never cast into a float parameter), and every floating-point tensor is finite.
     Each problem is a `PackageError` naming the tensor."""
@@ -396,7 +396,7 @@ def check_weights(model, path: Path) -> None:
         raise PackageError(f"{path} cannot be read ({error}); it is damaged or truncated") from None
 
 
-def build_package_model(package: ModelPackage, registry=None):
+def build_package_model(package: ModelPackage, registry: Any = None) -> Any:
     """The package's model rebuilt through the registry with its weights loaded strictly (dtype classes
     and finiteness checked per tensor first), in eval mode on the CPU. ``model.atzoo_config`` is the
     package's config."""

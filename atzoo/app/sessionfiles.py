@@ -17,6 +17,7 @@ import threading
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -42,17 +43,17 @@ class SessionFiles:
         self._finalizer = weakref.finalize(self, _remove, self.root, self._uploads)
 
     @staticmethod
-    def session_of(request) -> str:
+    def session_of(request: Any) -> str:
         session = getattr(request, "session_hash", None) if request is not None else None
         return SAFE_NAME.sub("_", session) if session else NO_SESSION
 
-    def folder(self, request) -> Path:
+    def folder(self, request: Any) -> Path:
         """A fresh folder for one download of the request's session."""
         session = self.root / self.session_of(request)
         session.mkdir(exist_ok=True)
         return Path(tempfile.mkdtemp(dir=session))
 
-    def remember(self, request, paths: Iterable[str | Path | None]) -> None:
+    def remember(self, request: Any, paths: Iterable[str | Path | None]) -> None:
         """Uploaded files the session handed to the app, deleted when it ends."""
         with self._lock:
             self._uploads.setdefault(self.session_of(request), set()).update(Path(p) for p in paths if p)
