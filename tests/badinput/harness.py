@@ -97,3 +97,22 @@ def can_mount(tmp: Path) -> bool:
     if done.returncode == 0:
         subprocess.run(["umount", "-l", str(probe)], capture_output=True)
     return done.returncode == 0
+
+
+def make_fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def make_socket(path: Path) -> None:
+    import socket
+
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.close()
+
+
+def make_device(path: Path) -> None:
+    """A character device like /dev/null (the tests run as root, who may make one)."""
+    import stat
+
+    os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 3))

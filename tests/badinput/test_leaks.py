@@ -8,8 +8,6 @@ import io
 import json
 import os
 import shutil
-import socket
-import stat
 import struct
 import subprocess
 import sys
@@ -18,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.badinput.harness import assert_user_error, run_cli, unchanged
+from tests.badinput.harness import assert_user_error, make_device, make_fifo, make_socket, run_cli, unchanged
 
 
 def image_bytes(fmt: str) -> bytes:
@@ -203,27 +201,13 @@ def test_a_leak_is_refused_before_anything_is_sent(world, tmp_path, capsys, reco
     assert recording_api.calls == []
 
 
-def _fifo(path):
-    os.mkfifo(path)
-
-
-def _socket(path):
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(str(path))
-    server.close()
-
-
-def _device(path):
-    os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 3))
-
-
 def _link_out(path):
     path.symlink_to("/etc/hostname")
 
 
-SPECIAL = [("fifo-config", "config.json", _fifo, "FIFO"), ("fifo-card", "README.md", _fifo, "FIFO"),
-           ("fifo-weights", "model.safetensors", _fifo, "FIFO"), ("socket-results", "results.json", _socket, "socket"),
-           ("device-card", "README.md", _device, "character device"),
+SPECIAL = [("fifo-config", "config.json", make_fifo, "FIFO"), ("fifo-card", "README.md", make_fifo, "FIFO"),
+           ("fifo-weights", "model.safetensors", make_fifo, "FIFO"), ("socket-results", "results.json", make_socket, "socket"),
+           ("device-card", "README.md", make_device, "character device"),
            ("link-card", "README.md", _link_out, "symbolic link")]
 
 

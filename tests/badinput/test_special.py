@@ -5,13 +5,12 @@ reader that opened a FIFO fails the test instead of hanging it."""
 
 from __future__ import annotations
 
-import os
-import socket
-import stat
 import subprocess
 import sys
 
 import pytest
+
+from tests.badinput.harness import make_device, make_fifo, make_socket
 
 TIMEOUT_S = 300
 
@@ -19,20 +18,6 @@ TIMEOUT_S = 300
 def atzoo(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "atzoo", *map(str, args)], capture_output=True, text=True,
                           timeout=TIMEOUT_S, cwd=cwd)
-
-
-def fifo(path):
-    os.mkfifo(path)
-
-
-def sock(path):
-    server = socket.socket(socket.AF_UNIX)
-    server.bind(str(path))
-    server.close()
-
-
-def device(path):
-    os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 3))
 
 
 def _images_with(make):
@@ -72,16 +57,16 @@ def _queue_file(make):
 def _dataset_image(tmp_path, world):
     data = tmp_path / "data" / "p001-d01-c01"
     data.mkdir(parents=True)
-    fifo(data / "cam01-f2-0001.jpg")
+    make_fifo(data / "cam01-f2-0001.jpg")
     return ["data", "summary", tmp_path / "data"], "data"
 
 
 CASES = [
-    ("embed-fifo-in-folder", _images_with(fifo)), ("embed-socket-in-folder", _images_with(sock)),
-    ("embed-device-in-folder", _images_with(device)), ("embed-named-fifo", _named_image(fifo)),
-    ("eval-features-fifo", _features(fifo)), ("eval-features-socket", _features(sock)),
-    ("eval-features-device", _features(device)), ("queue-file-fifo", _queue_file(fifo)),
-    ("queue-file-device", _queue_file(device)), ("dataset-image-fifo", _dataset_image),
+    ("embed-fifo-in-folder", _images_with(make_fifo)), ("embed-socket-in-folder", _images_with(make_socket)),
+    ("embed-device-in-folder", _images_with(make_device)), ("embed-named-fifo", _named_image(make_fifo)),
+    ("eval-features-fifo", _features(make_fifo)), ("eval-features-socket", _features(make_socket)),
+    ("eval-features-device", _features(make_device)), ("queue-file-fifo", _queue_file(make_fifo)),
+    ("queue-file-device", _queue_file(make_device)), ("dataset-image-fifo", _dataset_image),
 ]
 
 
