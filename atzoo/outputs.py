@@ -14,6 +14,8 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,6 +207,25 @@ def check_output_file(out: str | os.PathLike, what: str, *, inputs: Iterable[str
         if not is_own(out):
             raise OutputError(f"the output {out} is not {what}; --overwrite replaces only {what}")
     return out
+
+
+def replace_folder(staged: Path, out: Path) -> None:
+    """Move the finished folder `staged` to `out`. An old `out` is moved aside first and deleted only
+    once the new one is in place; if putting the new one in place fails, the old one is put back."""
+    if out.is_dir() and not out.is_symlink() and not _entries(out):
+        out.rmdir()
+    if not os.path.lexists(out):
+        os.rename(staged, out)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    os.replace(out, aside / out.name)
+    try:
+        os.rename(staged, out)
+    except BaseException:
+        os.replace(aside / out.name, out)
+        shutil.rmtree(aside, ignore_errors=True)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def package_folder_only(folder: Path) -> bool:

@@ -250,14 +250,10 @@ def _prepare_out_dir(out: Path, run_dir: Path, overwrite: bool) -> None:
 
 
 def _swap_into_place(staged: Path, out: Path) -> None:
-    """Move the finished package to `out`; an old `out` is removed only once the new one is there."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(staged, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """Move the finished package to `out` (`atzoo.outputs.replace_folder`: the old one stays until then)."""
+    from atzoo.outputs import replace_folder
+
+    replace_folder(staged, out)
 
 
 def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, dataset_release: str | None = None,

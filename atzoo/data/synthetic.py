@@ -743,16 +743,10 @@ def _check_destination(root: Path, overwrite: bool) -> None:
 
 
 def _move_into_place(staging: Path, root: Path) -> None:
-    """Rename the finished dataset to `root`; an old `root` is removed only once the new one is there."""
-    if root.is_dir() and not any(root.iterdir()):
-        root.rmdir()
-    if not root.exists():
-        os.rename(staging, root)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".old", dir=root.parent))
-    os.replace(root, old)
-    os.rename(staging, root)
-    shutil.rmtree(old, ignore_errors=True)
+    """Rename the finished dataset to `root` (`atzoo.outputs.replace_folder`: the old one stays until then)."""
+    from atzoo.outputs import replace_folder
+
+    replace_folder(staging, root)
 
 
 def publish_dataset(root: str | os.PathLike, write: Callable[[Path], None], manifest: dict, *,

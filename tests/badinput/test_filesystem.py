@@ -145,3 +145,35 @@ def test_debug_shows_the_traceback(world, capsys, tmp_path, monkeypatch, how):
         args.insert(0, "--debug")
     result = run_cli(capsys, *args)
     assert result.code == 2 and "Traceback" in result.err and "no space left" in result.err
+
+
+def _fail_the_final_rename(monkeypatch):
+    import atzoo.outputs
+
+    real = atzoo.outputs.os.rename
+
+    def rename(source, target, *args, **kwargs):
+        if ".tmp" in str(source) or ".partial" in str(source):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+        return real(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(atzoo.outputs.os, "rename", rename)
+
+
+def test_an_interrupted_export_overwrite_keeps_the_old_package(world, capsys, tmp_path, monkeypatch):
+    out = tmp_path / "pkg"
+    assert run_cli(capsys, "export", world.run, out).code == 0
+    _fail_the_final_rename(monkeypatch)
+    with unchanged(tmp_path):
+        result = run_cli(capsys, "export", world.run, out, "--overwrite")
+    assert_user_error(result, "no space left", str(out))
+
+
+def test_an_interrupted_synth_overwrite_keeps_the_old_dataset(capsys, tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    assert run_cli(capsys, "synth", root, "--preset", "tiny", "--quiet", "--ids", "4", "--frames", "12").code == 0
+    _fail_the_final_rename(monkeypatch)
+    with unchanged(tmp_path):
+        result = run_cli(capsys, "synth", root, "--preset", "tiny", "--quiet", "--ids", "4", "--frames", "12",
+                         "--seed", "9", "--overwrite")
+    assert_user_error(result, "no space left", str(root))
