@@ -153,6 +153,26 @@ def check_timm_model_name(model_name: str) -> None:
         raise AtzooError(f"timm has no model {model_name!r}{hint}")
 
 
+def hub_weights_name(model_name: str) -> str:
+    """The Hugging Face Hub repository timm downloads ``model_name``'s pretrained weights from."""
+    from timm.models import get_pretrained_cfg
+
+    config = get_pretrained_cfg(model_name)
+    return getattr(config, "hf_hub_id", None) or f"timm's {model_name} weights"
+
+
+def missing_pretrained_weights_error(model_name: str, cause: BaseException) -> AtzooError:
+    """One message for pretrained weights that cannot be had: what is missing and the ways out."""
+    weights = hub_weights_name(model_name)
+    return AtzooError(
+        f"the ImageNet-pretrained weights of timm model {model_name} ({weights} on the Hugging Face Hub) are not "
+        f"in the local Hub cache and cannot be downloaded ({type(cause).__name__}: {cause}). Ways out: "
+        f"(1) a local .safetensors file of {model_name}: --set pretrained=PATH (in Python pretrained='PATH'); "
+        f"(2) fill the Hub cache on a machine with the network (`huggingface-cli download {weights}`) and copy "
+        f"it here (HF_HUB_CACHE, by default ~/.cache/huggingface/hub); "
+        f"(3) --set pretrained=false to train from random weights (a smoke test, far below published numbers)")
+
+
 def create_timm_model(model_name: str, from_hub: bool, **timm_kwargs: Any) -> nn.Module:
     """``timm.create_model`` without its classifier, with the user's mistakes (an unknown name, a
     rejected argument, weights that cannot be fetched) as clear errors. Local weights are loaded
@@ -164,11 +184,10 @@ def create_timm_model(model_name: str, from_hub: bool, **timm_kwargs: Any) -> nn
         return timm.create_model(model_name, pretrained=from_hub, num_classes=0, **timm_kwargs)
     except TypeError as error:
         raise AtzooError(f"timm model {model_name} rejected the arguments {sorted(timm_kwargs)}: {error}") from None
-    except (OSError, RuntimeError) as error:
+    except Exception as error:  # noqa: BLE001 - the Hub client and its HTTP stack raise many kinds
         if not from_hub:
             raise
-        raise AtzooError(f"cannot fetch pretrained weights for timm model {model_name} ({error}); "
-                         f"pass pretrained=False or a local .safetensors path") from None
+        raise missing_pretrained_weights_error(model_name, error) from None
 
 
 def timm_backbone(model_name: str = "resnet50", pretrained: bool | str = False, last_stride_1: bool = True,

@@ -28,6 +28,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 MODEL = "tiny test package"
+SHIPPED = "baseline@synthetic-demo"
 LEADERBOARD_ARGS = dict(metric="rank1", release="403k", verified_only=False, task_families=[], backbones=[],
                         show_flagged=False, include_tricks=False, search="", sort_by="Any-Time")
 # Waits in the page only guard against a hang: a loaded CI machine can take far longer than an idle one.
@@ -193,15 +194,68 @@ def test_demo_refuses_a_huge_image_in_the_page_api(client, tmp_path):
         client.predict(MODEL, "", handle_file(str(wide)), [], True, "DT-ST", api_name="/demo")
 
 
-def test_a_public_app_loads_only_the_models_it_lists(files):
+def test_a_public_app_loads_only_the_models_it_lists(files, hf_cache, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert "local path (below)" not in LeaderboardApp(files["registry"]).model_choices()  # off unless asked for
     app = LeaderboardApp(files["registry"], demo_models={MODEL: str(files["package"])}, allow_local_paths=False)
-    assert app.model_choices() == [MODEL]
+    assert app.model_choices() == [SHIPPED, MODEL]
     assert app.model_reference(MODEL, "") == str(files["package"])
     with pytest.raises(AtzooError, match="does not load models from local paths"):
         app.model_reference("local path (below)", str(files["package"]))
     with pytest.raises(AtzooError, match="unknown model"):
         app.model_reference(str(files["package"]), "")
+
+
+def test_the_demo_works_on_a_fresh_install_with_the_shipped_package(files, hf_cache, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    app = LeaderboardApp(files["registry"])
+    assert app.model_choices()[0] == SHIPPED
+    query, ranked, note = app.demo(SHIPPED, None, None, None, True, "DT-ST")
+    assert len(ranked) == 32 and "baseline@synthetic-demo" in note
+    scores = [float(caption.split()[-1]) for _, caption in ranked]
+    assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1]
+    assert not any(hf_cache.iterdir())
+
+
+def test_the_demo_offers_pulled_packages_and_the_quickstart_run(files, hf_cache, tmp_path, monkeypatch):
+    from tests.packages import make_run_dir, populate_hf_cache
+
+    monkeypatch.chdir(tmp_path)
+    commit = populate_hf_cache(hf_cache, "org/pulled", files["package"], revision="v1")
+    make_run_dir(tmp_path / "runs" / "quickstart")
+    app = LeaderboardApp(files["registry"], demo_models={MODEL: str(files["package"])})
+    choices = app.model_choices()
+    pulled = f"pulled org/pulled@{commit[:12]}"
+    assert choices == [SHIPPED, MODEL, pulled, "quickstart run (quickstart)"]
+    assert app.model_reference(pulled, None).endswith(commit)
+    _, ranked, _ = app.demo(pulled, None, str(files["images"] / "person0.png"),
+                            [str(files["images"] / f"person{i}.png") for i in range(3)], False, "DT-ST")
+    assert len(ranked) == 3
+    _, ranked, _ = app.demo("quickstart run (quickstart)", None, None, None, True, "AD-LT")
+    assert len(ranked) == 32
+
+
+def test_one_colour_per_method_and_status_in_the_table_and_the_plots(files):
+    from matplotlib.colors import to_hex
+
+    from atzoo.app.colours import METHOD_PALETTE, STATUS_COLOURS
+
+    app = LeaderboardApp(files["registry"])
+    styled, _ = app.leaderboard(*LEADERBOARD_ARGS.values())
+    frame = styled.data
+    html = styled.to_html()
+    colours = app.method_colours()
+    names = list(frame["Method"])
+    assert len({colours(name) for name in names}) == len(names) and set(map(colours, names)) <= set(METHOD_PALETTE)
+    for name in names:
+        assert f"color: {colours(name)}" in html
+    assert f"color: {STATUS_COLOURS['reported by paper']}" in html
+    radar, gap, _, _ = app.compare(["paper-uni-at", "paper-bot"], "rank1")
+    lines = {line.get_label(): to_hex(line.get_color()) for line in radar.axes[0].get_lines()}
+    assert lines == {"Uni-AT": colours("Uni-AT"), "BoT": colours("BoT")}
+    ticks = {label.get_text(): to_hex(label.get_color()) for label in gap.axes[0].get_yticklabels()}
+    assert ticks == lines
 
 
 def test_queue_without_a_runner_directory(client, files, tmp_path):
@@ -255,6 +309,44 @@ def test_page_table_shows_the_seeded_rows(page):
     assert len(cells) == 12 and cells[0] == "Uni-AT"
     assert page.locator("#lb-table [role=row]").count() >= 13
     assert "12 entries" in page.locator("#lb-summary").inner_text()
+
+
+@pytest.mark.parametrize("width, height", [(1280, 800), (390, 844)])
+def test_page_table_scrolls_sideways_with_rank_and_method_pinned(browser, url, files, width, height):
+    from matplotlib.colors import to_rgb
+
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(BROWSER_WAIT_MS)
+    try:
+        page.goto(url)
+        page.wait_for_selector("#lb-table [data-testid=cell-0-1]", timeout=BROWSER_WAIT_MS)
+        page.locator("#lb-table [data-testid=cell-0-1]").scroll_into_view_if_needed()
+        box = "s => { const r = document.querySelector(s).getBoundingClientRect(); return [r.left, r.right]; }"
+        viewport = "#lb-table .virtual-table-viewport"
+        sizes = page.evaluate(f"() => {{ const v = document.querySelector('{viewport}'); "
+                              f"return [v.scrollWidth, v.clientWidth]; }}")
+        assert sizes[0] > sizes[1], "the table should be wider than the page and scroll sideways"
+        pinned = ("#lb-table [data-testid=cell-0-0]", "#lb-table [data-testid=cell-0-1]",
+                  "#lb-table th[data-testid=header-1]")
+        before = [page.evaluate(box, selector) for selector in pinned]
+        scrolled = page.evaluate(box, "#lb-table [data-testid=cell-0-3]")
+        page.evaluate(f"() => {{ const v = document.querySelector('{viewport}'); v.scrollLeft = v.scrollWidth; }}")
+        page.wait_for_function(f"document.querySelector('{viewport}').scrollLeft > 0", timeout=BROWSER_WAIT_MS)
+        page.wait_for_function("s => document.querySelector(s).getBoundingClientRect().left < "
+                               f"{scrolled[0] - 100}", arg="#lb-table [data-testid=cell-0-3]",
+                               timeout=BROWSER_WAIT_MS)
+        assert [page.evaluate(box, selector) for selector in pinned] == before
+        last = page.evaluate(box, "#lb-table [data-testid=cell-0-14]")
+        assert before[1][1] < last[1] <= width + 1, "the last column comes into view beside Method"
+        assert page.evaluate(f"document.elementFromPoint({(before[1][0] + before[1][1]) / 2}, "
+                             f"document.querySelector('#lb-table [data-testid=cell-0-1]').getBoundingClientRect().top"
+                             f" + 5).closest('[data-testid]').getAttribute('data-testid')") == "cell-0-1"
+        colour = page.evaluate("getComputedStyle(document.querySelector('#lb-table [data-testid=cell-0-1] span'))"
+                               ".color")
+        expected = LeaderboardApp(files["registry"]).method_colours()("Uni-AT")
+        assert colour == "rgb({}, {}, {})".format(*(round(255 * c) for c in to_rgb(expected)))
+    finally:
+        page.close()
 
 
 def test_page_filter_changes_the_rows(page):

@@ -287,3 +287,45 @@ def test_embedding_a_whole_root_evaluates_like_the_runner(trained_package, tiny_
                             context, progress=False)
     for name in SCENARIO_NAMES:
         assert from_file[name]["mAP"] == pytest.approx(direct[name]["mAP"], abs=1e-4)
+
+
+def test_embed_takes_a_run_folder_and_gives_the_packages_features(trained_package, tiny_synth_root, tmp_path):
+    from atzoo.embed import embed
+
+    run, pkg = trained_package
+    person_dir = sorted(p for p in Path(tiny_synth_root).iterdir() if p.is_dir())[0]
+    from_run = embed(run, [person_dir], tmp_path / "run.npz", progress=False)
+    from_package = embed(pkg, [person_dir], tmp_path / "pkg.npz", progress=False)
+    assert from_run.labelled and from_run.count == from_package.count
+    with np.load(from_run.path) as a, np.load(from_package.path) as b:
+        np.testing.assert_array_equal(a["feats"], b["feats"])
+        np.testing.assert_array_equal(a["pid"], b["pid"])
+
+
+def test_loading_a_run_folder_as_a_package_says_to_export_it(trained_package):
+    run, _ = trained_package
+    with pytest.raises(PackageError, match=r"is a run directory .*atzoo export"):
+        load(run)
+
+
+def test_one_image_off_the_pattern_keeps_the_others_labels_and_is_named(trained_package, tiny_synth_root, tmp_path):
+    from atzoo.cli.main import cli
+
+    _, pkg = trained_package
+    person_dir = sorted(p for p in Path(tiny_synth_root).iterdir() if p.is_dir())[0]
+    mixed = tmp_path / "mixed" / person_dir.name
+    shutil.copytree(person_dir, mixed)
+    odd = next(mixed.glob("cam*.*"))
+    odd.rename(mixed / f"holiday{odd.suffix}")
+    out = tmp_path / "mixed.npz"
+    result = CliRunner().invoke(cli, ["embed", str(pkg), str(mixed), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert f"1 of {len(list(mixed.iterdir()))} images do not follow the AT-USTC names" in result.output
+    assert f"holiday{odd.suffix}" in result.output and "keep the labels" in result.output
+    with np.load(out, allow_pickle=False) as archive:
+        paths = archive["paths"].tolist()
+        row = paths.index(str(mixed / f"holiday{odd.suffix}"))
+        assert archive["pid"][row] == -1 and archive["flag"][row] == -1
+        others = np.delete(archive["pid"], row)
+        assert (others == int(person_dir.name[1:4])).all()
+        assert (np.delete(archive["camera"], row) >= 1).all()

@@ -62,7 +62,7 @@ def test_training_writes_a_complete_run_directory(trained_run):
 
 def test_training_prints_and_stores_the_six_scenarios(trained_run):
     out, result = trained_run
-    printed = json.loads(result.output[result.output.index("{"):])
+    printed = json.loads(result.stdout[result.stdout.index("{"):])
     stored = json.loads((out / "metrics.json").read_text())
     assert printed == stored
     for name in SCENARIO_NAMES:
@@ -75,7 +75,7 @@ def test_evaluate_reproduces_the_metrics_of_the_run(trained_run):
     stored = json.loads((out / "metrics.json").read_text())
     result = run_cli("evaluate", str(out), "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output[result.output.index("{"):]) == stored
+    assert json.loads(result.stdout[result.stdout.index("{"):]) == stored
 
 
 def test_evaluate_prints_a_table(trained_run):

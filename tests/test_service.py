@@ -195,16 +195,16 @@ def test_cancel_marks_a_job_of_a_lost_worker_cancelled_and_kills_its_leftovers(r
     with open_queue(runner) as queue:
         job_id = queue.submit("verify", "e.json", {"entry": "x", "data_root": "y"})
         claim = queue.claim("lost-worker")
-    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"],
                                 env={**os.environ, JOB_ENV: job_mark(runner.identity, job_id, claim.job.attempts)})
     try:
-        wait_for(lambda: find_job_processes(runner.identity, job_id), timeout=60, what="the leftover process")
+        wait_for(lambda: find_job_processes(runner.identity, job_id), timeout=300, what="the leftover process")
         assert cancel_job(runner.path, job_id).state == "running"  # its heartbeat is fresh: the worker stops it
         assert leftover.poll() is None
         time.sleep(0.3)
         cancelled = cancel_job(runner.path, job_id, stale_after_s=0.2)
         assert (cancelled.state, cancelled.reason) == ("cancelled", "cancelled by request (its worker was gone)")
-        assert leftover.wait(timeout=60) == -signal.SIGKILL
+        assert leftover.wait(timeout=300) == -signal.SIGKILL
     finally:
         leftover.kill()
         leftover.wait()
@@ -381,7 +381,7 @@ def test_a_killed_workers_job_is_taken_over_and_resumed_from_its_checkpoint(runn
     wait_for(checkpoint.exists, what="the first checkpoint")
     first.send_signal(signal.SIGKILL)
     first.wait()
-    wait_for(lambda: not find_job_processes(runner.identity, job_id), timeout=60,
+    wait_for(lambda: not find_job_processes(runner.identity, job_id), timeout=300,
              what="the job's process to die with its worker")
     assert job(runner, job_id).state == "running"
 
@@ -403,9 +403,9 @@ def test_cancel_stops_a_running_job_and_the_worker_goes_on(runner, tiny_synth_ro
     wait_for(lambda: job(runner, job_id).pid, what="the job to start")
     wait_for(lambda: runner.job_run(job_id).joinpath("config.json").exists(), what="training to start")
     assert cancel_job(runner.path, job_id).state == "running"
-    wait_for(lambda: job(runner, job_id).state == "cancelled", timeout=120, what="the cancel")
+    wait_for(lambda: job(runner, job_id).state == "cancelled", timeout=300, what="the cancel")
     assert job(runner, job_id).reason == "cancelled by request"
-    assert worker.wait(timeout=120) == 0
+    assert worker.wait(timeout=300) == 0
     assert not find_job_processes(runner.identity, job_id)
     assert [row["state"] for row in queue_rows(runner.path)] == ["cancelled"]
 
@@ -415,7 +415,7 @@ def test_a_stopped_worker_hands_its_job_back(runner, tiny_synth_root, plugin_env
     worker = worker_process(runner)
     wait_for(lambda: job(runner, job_id).pid, what="the job to start")
     worker.send_signal(signal.SIGTERM)
-    assert worker.wait(timeout=120) == 0
+    assert worker.wait(timeout=300) == 0
     handed_back = job(runner, job_id)
     assert handed_back.state == "queued" and "stopped; the job resumes" in handed_back.reason
     assert not find_job_processes(runner.identity, job_id)

@@ -22,6 +22,7 @@ import pandas as pd
 from atzoo.errors import AtzooError
 from atzoo.app import demo as demo_logic
 from atzoo.app import plots
+from atzoo.app.colours import MethodColours, status_colour
 from atzoo.app.generalization import generalization_tab
 from atzoo.app.sessionfiles import DELETE_CACHE, SessionFiles
 from atzoo.formats.entry import RELEASES
@@ -40,6 +41,19 @@ NUMBER_COLUMNS = {"Rank", ANY_TIME, *SCENARIO_NAMES, "Params (M)"}
 COMPARE_DEFAULT = 4
 COLUMN_WIDTHS = {"Rank": "64px", "Method": "210px", "ID": "200px", "Status": "175px", "Backbone": "240px",
                  "Task family": "110px", "Params (M)": "100px", "Flags": "240px"}
+PINNED_COLUMNS = COLUMNS.index("Method") + 1
+"""Rank and Method stay in view while the wide table scrolls sideways."""
+APP_CSS = f"""
+#lb-table th[data-testid="header-0"], #lb-table [data-testid^="cell-"][data-testid$="-0"] {{
+  position: sticky; left: 0; z-index: 3; background-color: var(--table-odd-background-fill, white);
+}}
+#lb-table th[data-testid="header-1"], #lb-table [data-testid^="cell-"][data-testid$="-1"] {{
+  position: sticky; left: {COLUMN_WIDTHS["Rank"]}; z-index: 3; background-color: var(--table-odd-background-fill, white);
+  box-shadow: 2px 0 0 var(--border-color-primary, #e5e7eb);
+}}
+"""
+"""Pins Rank and Method (gradio's own ``pinned_columns`` is passed too, but this version of its
+table does not pin): sticky cells over an opaque background while the table scrolls sideways."""
 
 ABOUT = """
 ## The benchmark
@@ -152,8 +166,8 @@ class LeaderboardApp:
                            search, sort_by)
         frame = pd.DataFrame([[row[c] for c in COLUMNS] for row in table.rows], columns=list(COLUMNS))
         unranked = sum(1 for row in table.rows if row["Rank"] is None)
-        return _styled(frame), self.summary(len(table.rows), table.hidden_message, release or DEFAULT_RELEASE, metric,
-                                            unranked)
+        summary = self.summary(len(table.rows), table.hidden_message, release or DEFAULT_RELEASE, metric, unranked)
+        return _styled(frame, self.method_colours()), summary
 
     def summary(self, shown: int, hidden: str, release: str, metric: str, unranked: int = 0) -> str:
         label = METRIC_LABELS.get(metric, metric)
@@ -209,18 +223,34 @@ class LeaderboardApp:
         snapshot = self.snapshot()
         entries = [snapshot.get(entry_id) for entry_id in entry_ids or ()]
         metric = metric or "rank1"
-        return (plots.radar_plot(entries, metric), plots.gap_plot(entries, metric),
-                plots.reported_vs_verified_plot(entries, metric), plots.anytime_vs_params_plot(entries, metric))
+        colours = self.method_colours()
+        return (plots.radar_plot(entries, metric, colours), plots.gap_plot(entries, metric, colours),
+                plots.reported_vs_verified_plot(entries, metric, colours),
+                plots.anytime_vs_params_plot(entries, metric, colours))
+
+    def method_colours(self) -> MethodColours:
+        """The colour of every method of the registry, shared by the table and the plots."""
+        return MethodColours(entry.method.name for entry in self.snapshot().entries)
 
     # -- Demo --------------------------------------------------------------------------------
 
     def model_choices(self) -> list[str]:
+        """The shipped synthetic-data package first (the default, works with no download), then the
+        models the app was given, registered zoo weights, pulled packages and the quickstart's run."""
         try:
             zoo = demo_logic.zoo_choices(self.registry)
         except AtzooError as error:
             log.warning("leaderboard app: the zoo cannot be listed: %s", error)
             zoo = []
-        return [*self.demo_models, *zoo, *([LOCAL_CHOICE] if self.allow_local_paths else [])]
+        return [*zoo[:1], *self.demo_models, *zoo[1:], *self.local_models(),
+                *([LOCAL_CHOICE] if self.allow_local_paths else [])]
+
+    def local_models(self) -> dict[str, str]:
+        try:
+            return demo_logic.local_models()
+        except AtzooError as error:
+            log.warning("leaderboard app: local models cannot be listed: %s", error)
+            return {}
 
     def model_reference(self, choice: str | None, local_path: str | None) -> str:
         """The model to load: one of the offered choices, or a local path where the app allows them
@@ -233,7 +263,7 @@ class LeaderboardApp:
             return local_path.strip()
         if choice not in self.model_choices():
             raise AtzooError(f"unknown model {choice!r}; choose one of: {', '.join(self.model_choices())}")
-        return self.demo_models.get(choice, choice)
+        return {**self.local_models(), **self.demo_models}.get(choice, choice)
 
     def demo(self, choice: str | None, local_path: str | None, query_file: Any, gallery_files: Any,
              use_synthetic: bool, head: str | None, request: gr.Request = None):
@@ -296,13 +326,16 @@ class LeaderboardApp:
         return "the pasted entry", text
 
 
-def _styled(frame: pd.DataFrame):
-    """Scores with two decimals and blank cells for numbers the entry does not report."""
+def _styled(frame: pd.DataFrame, colours: MethodColours):
+    """Scores with two decimals, blank cells for numbers the entry does not report, each method
+    and each status in its colour (the plots use the same)."""
     scores = [c for c in COLUMNS if c in NUMBER_COLUMNS and c != "Rank"]
     for column in scores:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     frame["Rank"] = frame["Rank"].astype("Int64")
-    return frame.style.format("{:.2f}", subset=scores, na_rep="").format(na_rep="", subset=["Rank"])
+    return (frame.style.format("{:.2f}", subset=scores, na_rep="").format(na_rep="", subset=["Rank"])
+            .map(lambda name: f"color: {colours(name)}; font-weight: 600", subset=["Method"])
+            .map(lambda status: f"color: {status_colour(status)}", subset=["Status"]))
 
 
 def _leaderboard_tab(app: LeaderboardApp, blocks: gr.Blocks) -> None:
@@ -324,7 +357,8 @@ def _leaderboard_tab(app: LeaderboardApp, blocks: gr.Blocks) -> None:
     summary = gr.Markdown(elem_id="lb-summary")
     frame = gr.Dataframe(headers=list(COLUMNS), interactive=False, wrap=False, max_height=640,
                          datatype=["number" if c in NUMBER_COLUMNS else "str" for c in COLUMNS],
-                         column_widths=[COLUMN_WIDTHS.get(c, "84px") for c in COLUMNS], elem_id="lb-table")
+                         column_widths=[COLUMN_WIDTHS.get(c, "84px") for c in COLUMNS],
+                         pinned_columns=PINNED_COLUMNS, elem_id="lb-table")
     blocks.load(lambda: gr.update(choices=backbone_choices(app.snapshot())), None, backbones,
                 api_visibility="private")
     csv_button = gr.DownloadButton("Download CSV of this table", size="sm", elem_id="lb-csv")
@@ -452,6 +486,7 @@ def serve(leaderboard_dir: str | os.PathLike, host: str = "127.0.0.1", port: int
     blocks = build_app(leaderboard_dir, runner_dir=runner_dir, demo_models=demo_models,
                        allow_local_paths=allow_local_paths)
     launch_kwargs.setdefault("max_file_size", MAX_UPLOAD)
+    launch_kwargs["css"] = APP_CSS + launch_kwargs.get("css", "")
     launch_kwargs.setdefault("show_error", True)
     blocks.queue(default_concurrency_limit=4)
     blocks.launch(server_name=host, server_port=port, share=share, **launch_kwargs)

@@ -51,10 +51,20 @@ class DemoModel:
 
 
 def zoo_choices(registry=None) -> list[str]:
-    """``METHOD@TAG`` for every registered pretrained weights file."""
+    """``METHOD@TAG`` of the package shipped with atzoo (first: the demo's default, trained on
+    synthetic data only) and of every registered pretrained weights file."""
     from atzoo.zoo import list_pretrained
 
     return [f"{row['method']}{ZOO_SEPARATOR}{row['tag']}" for row in list_pretrained(registry)]
+
+
+def local_models() -> dict[str, str]:
+    """Label -> folder of the models found on this machine: packages pulled into the Hub cache and
+    the newest finished `atzoo quickstart` run in the working folder."""
+    from atzoo.zoo import pulled_packages, quickstart_run
+
+    found = [*pulled_packages(), *([run] if (run := quickstart_run()) is not None else [])]
+    return {model.label: str(model.path) for model in found}
 
 
 def _from_config(model, config: dict[str, Any], source: str) -> DemoModel:

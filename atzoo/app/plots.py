@@ -2,6 +2,7 @@
 
 Each function takes entries and a metric and returns a :class:`matplotlib.figure.Figure` that
 ``gr.Plot`` shows. A figure with nothing to draw says so in its middle instead of staying blank.
+A method is drawn in its colour (`atzoo.app.colours`), the one the table shows it in.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from atzoo.app.colours import MethodColours, status_colour
 from atzoo.formats.entry import Entry
 from atzoo.leaderboard.table import METRIC_LABELS, check_metric
 from atzoo.protocol import ANY_TIME, SCENARIO_NAMES, SCENARIOS
@@ -53,9 +55,14 @@ def _with_values(entries: Sequence[Entry], metric: str) -> list[tuple[Entry, lis
     return [(entry, values) for entry, values in pairs if values is not None]
 
 
-def radar_plot(entries: Sequence[Entry], metric: str = "rank1") -> Figure:
+def _colours(entries: Sequence[Entry], colours: MethodColours | None) -> MethodColours:
+    return colours or MethodColours(entry.method.name for entry in entries)
+
+
+def radar_plot(entries: Sequence[Entry], metric: str = "rank1", colours: MethodColours | None = None) -> Figure:
     """The six scenarios of each entry on one polar chart (one closed line per entry)."""
     check_metric(metric)
+    colours = _colours(entries, colours)
     title = f"Six scenarios, {METRIC_LABELS[metric]}"
     drawable = _with_values(entries, metric)
     if not drawable:
@@ -68,8 +75,9 @@ def radar_plot(entries: Sequence[Entry], metric: str = "rank1") -> Figure:
     axes.set_theta_direction(-1)
     for entry, values in drawable:
         line = np.append(values, values[0])
-        axes.plot(closed, line, linewidth=1.6, label=entry.method.name)
-        axes.fill(closed, line, alpha=0.08)
+        colour = colours(entry.method.name)
+        axes.plot(closed, line, linewidth=1.6, label=entry.method.name, color=colour)
+        axes.fill(closed, line, alpha=0.08, color=colour)
     axes.set_xticks(angles, SCENARIO_NAMES)
     axes.set_ylim(0, 100)
     axes.set_title(title)
@@ -87,9 +95,11 @@ def gaps(values: Sequence[float]) -> tuple[float, float]:
     return float(short - long), float(day - night)
 
 
-def gap_plot(entries: Sequence[Entry], metric: str = "rank1") -> Figure:
-    """Per entry, how much is lost when clothes change (ST - LT) and when night falls (DT - NT)."""
+def gap_plot(entries: Sequence[Entry], metric: str = "rank1", colours: MethodColours | None = None) -> Figure:
+    """Per entry, how much is lost when clothes change (ST - LT) and when night falls (DT - NT);
+    each entry's name is written in its method's colour."""
     check_metric(metric)
+    colours = _colours(entries, colours)
     title = f"Gaps in percentage points, {METRIC_LABELS[metric]}"
     drawable = _with_values(entries, metric)
     if not drawable:
@@ -104,6 +114,8 @@ def gap_plot(entries: Sequence[Entry], metric: str = "rank1") -> Figure:
         bars = axes.barh(positions + (column - 0.5) * height, values[:, column], height, label=label)
         axes.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
     axes.set_yticks(positions, names)
+    for tick in axes.get_yticklabels():
+        tick.set_color(colours(tick.get_text()))
     axes.invert_yaxis()
     axes.axvline(0, color="0.3", linewidth=0.8)
     axes.set_xlabel(f"gap in {METRIC_LABELS[metric]} (percentage points, larger = bigger drop)")
@@ -125,9 +137,12 @@ def verified_pairs(entry: Entry, metric: str) -> list[tuple[float, float]]:
     return pairs
 
 
-def reported_vs_verified_plot(entries: Sequence[Entry], metric: str = "rank1") -> Figure:
-    """Verified against reported, one point per scenario, with y = x and the tolerance band."""
+def reported_vs_verified_plot(entries: Sequence[Entry], metric: str = "rank1",
+                              colours: MethodColours | None = None) -> Figure:
+    """Verified against reported, one point per scenario, with y = x and the tolerance band; points
+    in the method's colour, outlined in the colour of the verification's status."""
     check_metric(metric)
+    colours = _colours(entries, colours)
     title = f"Reported vs verified, {METRIC_LABELS[metric]}"
     if not entries:
         return _empty(title, NOTHING_SELECTED)
@@ -145,7 +160,9 @@ def reported_vs_verified_plot(entries: Sequence[Entry], metric: str = "rank1") -
     axes.plot(line, line, color="0.3", linewidth=0.9, linestyle="--", label="y = x")
     for entry, pairs in drawable:
         xs, ys = zip(*pairs)
-        axes.scatter(xs, ys, s=28, label=f"{entry.method.name} ({entry.verified.status})")
+        axes.scatter(xs, ys, s=28, label=f"{entry.method.name} ({entry.verified.status})",
+                     color=colours(entry.method.name), edgecolors=status_colour(entry.verified.status),
+                     linewidths=1.4)
     axes.set_xlim(0, 100)
     axes.set_ylim(0, 100)
     axes.set_aspect("equal")
@@ -156,9 +173,11 @@ def reported_vs_verified_plot(entries: Sequence[Entry], metric: str = "rank1") -
     return figure
 
 
-def anytime_vs_params_plot(entries: Sequence[Entry], metric: str = "rank1") -> Figure:
+def anytime_vs_params_plot(entries: Sequence[Entry], metric: str = "rank1",
+                           colours: MethodColours | None = None) -> Figure:
     """Any-Time against parameter count (log scale) for entries whose weights are known."""
     check_metric(metric)
+    colours = _colours(entries, colours)
     title = f"{ANY_TIME} {METRIC_LABELS[metric]} vs parameters"
     if not entries:
         return _empty(title, NOTHING_SELECTED)
@@ -170,8 +189,9 @@ def anytime_vs_params_plot(entries: Sequence[Entry], metric: str = "rank1") -> F
     figure = Figure(figsize=FIGSIZE, layout="constrained")
     axes = figure.add_subplot()
     for millions, score, name in points:
-        axes.scatter([millions], [score], s=36)
-        axes.annotate(name, (millions, score), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        axes.scatter([millions], [score], s=36, color=colours(name))
+        axes.annotate(name, (millions, score), textcoords="offset points", xytext=(4, 4), fontsize=8,
+                      color=colours(name))
     axes.set_xscale("log")
     axes.set_xlabel("parameters (millions, log scale)")
     axes.set_ylabel(f"{ANY_TIME} {_label(metric)}")

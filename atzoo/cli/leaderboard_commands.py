@@ -245,7 +245,9 @@ def verify(entry: str, data_root: Path, tolerance: float | None, device: str | N
     from atzoo.leaderboard.verify import DEFAULT_TOLERANCE, verify_entry
     from atzoo.runner.cross_evaluation import parse_cross_spec
 
-    with user_errors():
+    from atzoo.cli.output import elapsed
+
+    with elapsed("atzoo leaderboard verify"), user_errors():
         cross_specs = [parse_cross_spec(spec) for spec in cross]
         path = _entry_file(registry_dir, entry)
         signer = load_signer(verifier, key_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from typing import Any
 from collections.abc import Iterator
 
@@ -31,6 +32,30 @@ def print_metrics(metrics: dict[str, Any], as_json: bool) -> None:
         click.echo(json.dumps(metrics, indent=2))
     else:
         print_results(metrics, console())
+
+
+def format_elapsed(seconds: float) -> str:
+    """12.3 s, 2 min 05 s, 1 h 02 min."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def echo_elapsed(command: str, started: float) -> None:
+    """How long ``command`` took since ``started`` (`time.perf_counter`), on stderr: stdout may carry JSON."""
+    click.echo(f"{command} finished in {format_elapsed(time.perf_counter() - started)}", err=True)
+
+
+@contextlib.contextmanager
+def elapsed(command: str) -> Iterator[None]:
+    """`echo_elapsed` once the block succeeded."""
+    started = time.perf_counter()
+    yield
+    echo_elapsed(command, started)
 
 
 class UserError(click.ClickException):

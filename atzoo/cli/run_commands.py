@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
-from atzoo.cli.output import print_metrics
+from atzoo.cli.output import echo_elapsed, elapsed, print_metrics
 from atzoo.config import parse_overrides
 from atzoo.formats import read_json
+from atzoo.zoo import QUICKSTART_RUN
 
 DEFAULT_SYNTHETIC_ROOT = Path("data/synthetic-atustc")
-DEFAULT_QUICKSTART_RUN = Path("runs/quickstart")
+DEFAULT_QUICKSTART_RUN = QUICKSTART_RUN
 
 
 @click.command()
@@ -41,6 +42,7 @@ def train(method: str, data_root: Path | None, out_dir: Path, settings: tuple[st
         check_placement(out_dir, inputs)
     else:
         check_fresh_folder(out_dir, inputs, hint="use --resume to continue it, or choose another --out")
+    started = time.perf_counter()
     run = run_training(method, data_root, out_dir, parse_overrides(settings), resume=resume,
                        skip_bad_names=skip_bad_names)
     metrics_file = run.file(METRICS_FILE)
@@ -48,6 +50,7 @@ def train(method: str, data_root: Path | None, out_dir: Path, settings: tuple[st
         print_metrics(read_json(metrics_file), as_json)
         if not as_json:
             click.echo(f"Run written to {run.path}")
+        echo_elapsed("atzoo train", started)
 
 
 @click.command()
@@ -79,7 +82,8 @@ def evaluate(run_dir: Path, data_root: Path | None, skip_bad_names: bool, cross:
         return
     from atzoo.runner import evaluate_run
 
-    print_metrics(evaluate_run(run_dir, data_root, skip_bad_names=skip_bad_names), as_json)
+    with elapsed("atzoo evaluate"):
+        print_metrics(evaluate_run(run_dir, data_root, skip_bad_names=skip_bad_names), as_json)
 
 
 @click.command()

@@ -63,21 +63,23 @@ def synth(root: Path, preset: str, ids: int | None, seed: int | None, size: tupl
     and infrared cameras, several clothings per person and the official split flags, so every
     command that reads AT-USTC runs on it. Deterministic for a given seed and settings.
     """
+    from atzoo.cli.output import elapsed
     from atzoo.data.synthetic import DEFAULT, TINY, generate, with_overrides
 
     if layout.lower() != "at-ustc":
         _synth_layout(root, layout, preset, seed, size, overwrite)
         return
     base = {"default": DEFAULT, "tiny": TINY}[preset]
-    try:
-        config = with_overrides(base, ids=ids, seed=seed, size=size, clothings=clothings, rgb_cameras=rgb_cameras,
-                                ir_cameras=ir_cameras, frames=frames, val_share=val_share, png_share=png_share)
-        path = generate(root, config, overwrite=overwrite, progress=not quiet, workers=workers)
-    except AtzooError as error:
-        raise SynthUserError(str(error)) from None
-    height, width = config.size
-    click.echo(f"Wrote {config.num_images:,} images of {config.ids} identities ({height}x{width}, seed {config.seed}) "
-               f"to {path}")
+    with elapsed("atzoo synth"):
+        try:
+            config = with_overrides(base, ids=ids, seed=seed, size=size, clothings=clothings, rgb_cameras=rgb_cameras,
+                                    ir_cameras=ir_cameras, frames=frames, val_share=val_share, png_share=png_share)
+            path = generate(root, config, overwrite=overwrite, progress=not quiet, workers=workers)
+        except AtzooError as error:
+            raise SynthUserError(str(error)) from None
+        height, width = config.size
+        click.echo(f"Wrote {config.num_images:,} images of {config.ids} identities ({height}x{width}, "
+                   f"seed {config.seed}) to {path}")
 
 
 def _synth_layout(root: Path, layout: str, preset: str, seed: int | None, size: tuple[int, int] | None,

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-from atzoo.cli.output import console, user_errors
+from atzoo.cli.output import console, elapsed, user_errors
+
+MAX_NAMES_SHOWN = 20
 
 
 @click.command()
@@ -73,18 +75,28 @@ def pull(ref: str, revision: str | None, sha256: str | None, as_json: bool) -> N
 @click.option("--overwrite", is_flag=True, help="Replace --out when it is an existing features file.")
 def embed(model_ref: str, inputs: tuple[str, ...], out: Path, batch_size: int, device: str, no_progress: bool,
           overwrite: bool) -> None:
-    """Embed images with MODEL (a package folder or ORG/NAME[@REV]) into a features file."""
+    """Embed images with MODEL (a package folder, ORG/NAME[@REV] or a run folder of `atzoo train`)
+    into a features file."""
     from atzoo.embed import embed as embed_images
 
-    with user_errors():
+    with elapsed("atzoo embed"), user_errors():
         result = embed_images(model_ref, inputs, out, batch_size=batch_size, device=device,
                               progress=not no_progress, overwrite=overwrite)
     click.echo(f"{result.count} embeddings {result.shape} written to {result.path}")
     if result.labelled:
         click.echo(f"Labels read from the AT-USTC names: evaluate with `atzoo eval-features {result.path}`")
+        return
+    names = [str(path) for path in result.unlabelled]
+    shown = "\n  ".join(names[:MAX_NAMES_SHOWN]) + (f"\n  ... and {len(names) - MAX_NAMES_SHOWN} more"
+                                                   if len(names) > MAX_NAMES_SHOWN else "")
+    click.echo(f"{len(names)} of {result.count} images do not follow the AT-USTC names "
+               f"(pNNN-dNN-cNN/camNN-fF-NNNN.jpg); their labels are -1:\n  {shown}")
+    labelled = result.count - len(names)
+    if labelled:
+        click.echo(f"The other {labelled} keep the labels read from their names. `atzoo eval-features` needs every "
+                   f"row labelled: embed only the AT-USTC-named images to evaluate them.")
     else:
-        click.echo("Labels are -1: the images do not follow AT-USTC names (pNNN-dNN-cNN/camNN-fF-NNNN.jpg), "
-                   "so `atzoo eval-features` cannot evaluate this file; `paths` identifies each row")
+        click.echo("`atzoo eval-features` cannot evaluate this file; `paths` identifies each row.")
 
 
 @click.group()
@@ -103,15 +115,11 @@ def zoo_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    if not rows:
-        click.echo("No pretrained weights are registered (plugins add them with the weights hook).")
-        return
     from rich.table import Table
 
-    table = Table(title="atzoo zoo", show_header=True)
-    table.add_column("weights", no_wrap=True)
-    for column in ("repo@revision", "release", "licence"):
-        table.add_column(column, overflow="fold")
+    table = Table(title="atzoo zoo (cells: Rank-1/mAP, %)", show_header=True)
+    for column in ("METHOD@TAG", "release"):
+        table.add_column(column, no_wrap=True)
     for column in ZOO_METRICS:
         table.add_column(column, no_wrap=True)
     for row in rows:
@@ -120,6 +128,13 @@ def zoo_list(as_json: bool) -> None:
             metrics = row["metrics"].get(name, {})
             cells.append(f"{100 * metrics['rank1']:.1f}/{100 * metrics['mAP']:.1f}"
                          if "rank1" in metrics and "mAP" in metrics else "-")
-        table.add_row(row["name"], f"{row['repo_id']}@{row['revision'][:12]}", row["dataset_release"] or "-",
-                      row["license"] or "-", *cells)
+        table.add_row(f"{row['method']}@{row['tag']}", row["dataset_release"] or "-", *cells)
     console().print(table)
+    for row in rows:
+        click.echo(f"{row['method']}@{row['tag']}: {_where(row)}; licence {row['license'] or '-'}")
+
+
+def _where(row: dict) -> str:
+    if row["source"] == "shipped":
+        return f"shipped with atzoo in {row['path']} (trained on synthetic data only, not an AT-USTC result)"
+    return f"{row['repo_id']}@{row['revision']}"

@@ -706,7 +706,7 @@ def _batches(clips: Sequence[Clip], size: int) -> Iterator[list[Clip]]:
 def _write_all(staging: Path, config: SynthConfig, clips: list[Clip], progress: bool, workers: int) -> None:
     from tqdm import tqdm
 
-    with tqdm(total=config.num_images, unit="img", desc="synth", file=sys.stderr, disable=not progress,
+    with tqdm(total=config.num_images, unit="img", desc="synth", file=sys.stderr, disable=None if progress else True,
               dynamic_ncols=True) as bar:
         if workers <= 1:
             for batch in _batches(clips, 8):

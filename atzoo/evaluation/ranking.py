@@ -249,7 +249,7 @@ def rank_cases(query_features: torch.Tensor, gallery_features: torch.Tensor, que
     index = SamePersonIndex(gallery.person)
     gallery_t = gallery_features.T
     block = torch.empty((chunk_size, n_gallery), dtype=query_features.dtype, device=device)
-    for start in tqdm(range(0, n_query, chunk_size), desc=description, disable=not progress, leave=False,
+    for start in tqdm(range(0, n_query, chunk_size), desc=description, disable=None if progress else True, leave=False,
                       dynamic_ncols=True):
         stop = min(start + chunk_size, n_query)
         similarity = block[:stop - start]

@@ -45,7 +45,7 @@ def extract_features(model: torch.nn.Module, records: Records, recipe: ResolvedR
     chunks = []
     autocast = torch.autocast(device_type=context.device.type, dtype=torch.bfloat16,
                               enabled=config.amp and context.device.type == "cuda")
-    for batch in tqdm(loader, desc="features", disable=not (progress and context.is_main), leave=False,
+    for batch in tqdm(loader, desc="features", disable=None if progress and context.is_main else True, leave=False,
                       dynamic_ncols=True):
         with autocast:
             chunks.append(model(batch["image"].to(context.device, non_blocking=True)).float())

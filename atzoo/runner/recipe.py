@@ -18,12 +18,16 @@ from atzoo.model import ReIDModel
 from atzoo.plugin import LossContext
 
 BACKBONE_PREFIX = "backbone."
+BACKBONE_SHORTCUTS = ("pretrained",)
+"""Backbone arguments that `--set` also takes without the prefix (``--set pretrained=PATH``)."""
 
 
 def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`backbone.X=...` keys go to the backbone's factory; every other key is a training setting."""
+    """`backbone.X=...` keys (and the shortcuts, `pretrained=...`) go to the backbone's factory;
+    every other key is a training setting."""
     backbone = {k[len(BACKBONE_PREFIX):]: v for k, v in overrides.items() if k.startswith(BACKBONE_PREFIX)}
-    train = {k: v for k, v in overrides.items() if not k.startswith(BACKBONE_PREFIX)}
+    backbone.update((k, v) for k, v in overrides.items() if k in BACKBONE_SHORTCUTS)
+    train = {k: v for k, v in overrides.items() if not k.startswith(BACKBONE_PREFIX) and k not in BACKBONE_SHORTCUTS}
     return backbone, train
 
 

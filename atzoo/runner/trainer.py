@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from atzoo.runner.optim import build_optimizer, lr_factor, set_learning_rate
 from atzoo.runner.recipe import ResolvedRecipe, build_model, loss_context, resolve_recipe
 from atzoo.runner.rundir import (CHECKPOINT, DATASET, ENVIRONMENT, METRICS_FILE, MODEL, RunDir, new_run_dir,
                                  open_run_dir)
+from atzoo.weights_bytes import sort_metadata
 
 
 class TrainingError(AtzooError):
@@ -79,6 +81,7 @@ def _autocast(recipe: ResolvedRecipe, device: torch.device):
 def _write_model(run: RunDir, model: torch.nn.Module, recipe: ResolvedRecipe) -> None:
     with atomic_path(run.file(MODEL)) as tmp:
         save_model(model, str(tmp), metadata=weights_metadata(recipe.method.qualified_name))
+        sort_metadata(tmp)
 
 
 def train(method: str, data_root: str | Path | None, out_dir: str | Path, overrides: dict[str, Any] | None = None,
@@ -110,9 +113,25 @@ def train(method: str, data_root: str | Path | None, out_dir: str | Path, overri
             records, train_set = _records_and_sets(data_root, skip_bad_names)
             run = new_run_dir(out_dir) if context.is_main else RunDir(Path(out_dir))
         distributed.barrier(context)
-        return _train(run, recipe, data_root, records, train_set, registry, context, resume, progress)
+        try:
+            return _train(run, recipe, data_root, records, train_set, registry, context, resume, progress)
+        except AtzooError:
+            if not resume and context.is_main:
+                _remove_unstarted_run(run)
+            raise
     finally:
         distributed.teardown(context)
+
+
+UNSTARTED_RUN_FILES = frozenset({"config.json", DATASET, ENVIRONMENT})
+
+
+def _remove_unstarted_run(run: RunDir) -> None:
+    """A new run refused before its first step (its model cannot be built, say) leaves nothing
+    behind, so the same command can be retried; a folder holding anything else is kept."""
+    names = {entry.name for entry in run.path.iterdir()}
+    if names <= UNSTARTED_RUN_FILES:
+        shutil.rmtree(run.path, ignore_errors=True)
 
 
 def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records, train_set, registry,
@@ -156,7 +175,8 @@ def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records, train_
         trained.train()
         sums: dict[str, float] = {}
         started = time.perf_counter()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (progress and context.is_main),
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}",
+                   disable=None if progress and context.is_main else True,
                    leave=False, dynamic_ncols=True)
         for batch in bar:
             set_learning_rate(optimizer, config.lr, lr_factor(step, total_steps, warmup_steps, config))

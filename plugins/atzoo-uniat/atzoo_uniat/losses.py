@@ -1,154 +1,20 @@
-"""The SAID loss (scenario-aware identity) with optional HDW (hierarchical dynamic weighting).
-
-Six heads in protocol order: 0 DT-ST, 1 DT-LT, 2 NT-ST, 3 NT-LT, 4 AD-ST, 5 AD-LT.
-
-- Which samples a head sees: DT heads only RGB samples, NT heads only infrared samples, AD heads
-  every sample (`head_sample_masks`).
-- What a head classifies: long-term heads the person, short-term heads the clothes identity, with
-  the logits of the same person's *other* outfits masked out (`said_mask`), so a short-term head
-  is never pushed to separate one person's outfits from each other.
-- Without HDW the loss is the plain mean of the six head losses; each head loss is the mean over
-  the samples it sees, and a head that sees no sample in the batch (no infrared image, say)
-  contributes 0 (the mean is still over six heads).
-- With HDW every (head, sample) loss gets a detached weight ``time weight x term weight``
-  (`hdw_weights`), and the weighted losses are summed and divided by the batch size.
+"""The Uni-AT loss as the host sees it: ``said`` = SAID (`atzoo_uniat.said`), optionally
+weighted by HDW (`atzoo_uniat.hdw`).
 
 Torch is imported inside the functions so the plugin module stays light.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from atzoo.errors import AtzooError
 from atzoo.plugin import Loss
+from atzoo_uniat.hdw import TERM_GROUPS, TIME_GROUPS, combine_hdw, group_weights, hdw_weights
+from atzoo_uniat.said import (HEAD_MODALITY, MASKED_LOGIT, NUM_HEADS, SHORT_TERM_HEADS, combine_plain,
+                              head_sample_masks, masked_cross_entropy, said_mask, said_per_sample_losses)
 
-NUM_HEADS = 6
-SHORT_TERM_HEADS = (0, 2, 4)
-TIME_GROUPS = ((0, 1), (2, 3), (4, 5))
-"""DT, NT, AD: the heads of each time-of-day group."""
-TERM_GROUPS = ((0, 2, 4), (1, 3, 5))
-"""ST, LT: the heads of each time-span group."""
-HEAD_MODALITY = (1, 1, 2, 2, None, None)
-"""The modality a head trains on (1 RGB, 2 infrared); None: every sample."""
-MASKED_LOGIT = -1.0e4
-"""What a masked logit is set to: exp() of it underflows to 0, and it stays finite in bf16."""
-
-
-def head_sample_masks(modality: Any) -> Any:
-    """(B,) modality labels -> (6, B) bool: which samples each head is trained on."""
-    import torch
-
-    rows = [torch.ones_like(modality, dtype=torch.bool) if wanted is None else modality == wanted
-            for wanted in HEAD_MODALITY]
-    return torch.stack(rows)
-
-
-def said_mask(person: Any, clothes: Any, clothes_to_person: Any) -> Any:
-    """(B, C) bool, True where sample i's logit for clothes identity c is masked: c belongs to
-    sample i's person but is not the outfit it wears."""
-    import torch
-
-    num_clothes = clothes_to_person.shape[0]
-    same_person = clothes_to_person.unsqueeze(0) == person.unsqueeze(1)
-    own_outfit = torch.arange(num_clothes, device=clothes.device).unsqueeze(0) == clothes.unsqueeze(1)
-    return same_person & ~own_outfit
-
-
-def masked_cross_entropy(logits: Any, target: Any, mask: Any = None, epsilon: float = 0.0) -> Any:
-    """Per-sample cross entropy (B,) with the ``mask``ed logits removed from the softmax; label
-    smoothing ``epsilon`` spreads over the classes left, never over masked ones."""
-    import torch
-
-    logits = logits.float()
-    if mask is not None:
-        logits = logits.masked_fill(mask, MASKED_LOGIT)
-    log_probs = torch.log_softmax(logits, dim=1)
-    nll = -log_probs.gather(1, target.unsqueeze(1)).squeeze(1)
-    if epsilon == 0.0:
-        return nll
-    kept = torch.ones_like(log_probs, dtype=torch.bool) if mask is None else ~mask
-    smooth = -torch.where(kept, log_probs, torch.zeros_like(log_probs)).sum(1) / kept.sum(1)
-    return (1.0 - epsilon) * nll + epsilon * smooth
-
-
-def said_per_sample_losses(all_logits: list, person: Any, clothes: Any, clothes_to_person: Any,
-                           epsilon: float = 0.0) -> Any:
-    """(6, B): every head's per-sample loss on every sample (the head masks are applied later)."""
-    import torch
-
-    _check_heads(all_logits)
-    outfit_mask = said_mask(person, clothes, clothes_to_person)
-    rows = []
-    for head, logits in enumerate(all_logits):
-        if head in SHORT_TERM_HEADS:
-            _check_columns(logits, clothes_to_person.shape[0], head, "clothes identities")
-            rows.append(masked_cross_entropy(logits, clothes, outfit_mask, epsilon))
-        else:
-            rows.append(masked_cross_entropy(logits, person, None, epsilon))
-    return torch.stack(rows)
-
-
-def group_weights(probabilities: Any, masks: Any, groups: tuple[tuple[int, ...], ...]) -> Any:
-    """sqrt(1 - mean p over each group's (head, sample) pairs), divided by the largest of them.
-
-    A group without any sample gets weight 0 and does not take part in the normalisation."""
-    import torch
-
-    raw = []
-    for heads in groups:
-        selected = masks[list(heads)]
-        count = selected.sum()
-        mean_p = (probabilities[list(heads)] * selected).sum() / count.clamp(min=1)
-        raw.append(torch.where(count > 0, (1.0 - mean_p).clamp(min=0.0).sqrt(), torch.zeros_like(mean_p)))
-    weights = torch.stack(raw)
-    return weights / weights.max().clamp(min=1e-12)
-
-
-def hdw_weights(per_sample_losses: Any, masks: Any) -> Any:
-    """(6,) detached head weights from (6, B) per-sample losses and (6, B) sample masks:
-    p = exp(-loss); time weight (DT/NT/AD) x term weight (ST/LT), each level normalised by its max."""
-    import torch
-
-    with torch.no_grad():
-        probabilities = torch.exp(-per_sample_losses.detach().float())
-        masks = masks.to(probabilities.dtype)
-        time = group_weights(probabilities, masks, TIME_GROUPS)
-        term = group_weights(probabilities, masks, TERM_GROUPS)
-        weights = torch.empty(NUM_HEADS, dtype=probabilities.dtype, device=probabilities.device)
-        for group, heads in enumerate(TIME_GROUPS):
-            for head in heads:
-                weights[head] = time[group]
-        for group, heads in enumerate(TERM_GROUPS):
-            for head in heads:
-                weights[head] = weights[head] * term[group]
-    return weights
-
-
-def combine_plain(per_sample_losses: Any, masks: Any) -> Any:
-    """Mean over the six heads of each head's mean over its samples (0 for a head without any)."""
-    masks = masks.to(per_sample_losses.dtype)
-    head_losses = (per_sample_losses * masks).sum(1) / masks.sum(1).clamp(min=1)
-    return head_losses.mean()
-
-
-def combine_hdw(per_sample_losses: Any, masks: Any, weights: Any) -> Any:
-    """sum over heads and samples of weight[head] x loss, divided by the batch size."""
-    masks = masks.to(per_sample_losses.dtype)
-    batch_size = per_sample_losses.shape[1]
-    return (weights.unsqueeze(1) * masks * per_sample_losses).sum() / batch_size
-
-
-def _check_heads(all_logits: list) -> None:
-    if len(all_logits) != NUM_HEADS:
-        raise AtzooError(f"the said loss needs a six-head model (DT-ST ... AD-LT), got {len(all_logits)} head(s); "
-                         f"use it with the uniat:vit-6tok backbone")
-
-
-def _check_columns(logits: Any, expected: int, head: int, what: str) -> None:
-    if logits.shape[1] != expected:
-        raise AtzooError(f"said loss: head {head} has {logits.shape[1]} logits; expected one per {what} "
-                         f"({expected}); its method must declare heads 0, 2, 4 as 'clothes'")
+__all__ = ["LOSSES", "build_said", "combine_hdw", "combine_plain", "group_weights", "hdw_weights",
+           "head_sample_masks", "masked_cross_entropy", "said_mask", "said_per_sample_losses", "HEAD_MODALITY",
+           "MASKED_LOGIT", "NUM_HEADS", "SHORT_TERM_HEADS", "TERM_GROUPS", "TIME_GROUPS"]
 
 
 def build_said(context, hdw: bool = False, epsilon: float = 0.0):
@@ -157,47 +23,9 @@ def build_said(context, hdw: bool = False, epsilon: float = 0.0):
         raise AtzooError(f"said epsilon must be in [0, 1), got {epsilon}")
     if not isinstance(hdw, bool):
         raise AtzooError(f"said hdw must be true or false, got {hdw!r}")
-    return _said_class()(hdw=hdw, epsilon=float(epsilon))
+    from atzoo_uniat.said_loss import SAIDLoss
 
-
-_SAID_CLASS = None
-
-
-def _said_class():
-    global _SAID_CLASS
-    if _SAID_CLASS is None:
-        _SAID_CLASS = _define_said_class()
-    return _SAID_CLASS
-
-
-def _define_said_class():
-    from torch import nn
-
-    class SAIDLoss(nn.Module):
-        """SAID, optionally weighted by HDW. ``last_weights`` holds the head weights of the last
-        call (all ones without HDW) for logging and inspection."""
-
-        def __init__(self, hdw: bool, epsilon: float) -> None:
-            super().__init__()
-            self.hdw = hdw
-            self.epsilon = epsilon
-            self.last_weights = None
-
-        def forward(self, all_logits, person, clothes, modality, clothes_to_person):
-            import torch
-
-            losses = said_per_sample_losses(all_logits, person, clothes, clothes_to_person, self.epsilon)
-            masks = head_sample_masks(modality)
-            if not self.hdw:
-                self.last_weights = torch.ones(NUM_HEADS, device=losses.device)
-                return combine_plain(losses, masks)
-            self.last_weights = hdw_weights(losses, masks)
-            return combine_hdw(losses, masks, self.last_weights)
-
-        def extra_repr(self) -> str:
-            return f"hdw={self.hdw}, epsilon={self.epsilon}"
-
-    return SAIDLoss
+    return SAIDLoss(hdw=hdw, epsilon=float(epsilon))
 
 
 LOSSES = (

@@ -8,7 +8,7 @@ from atzoo.plugin import hookimpl
 
 @hookimpl
 def atzoo_register_backbones(register):
-    from atzoo_uniat.model import BACKBONES   # light: model.py must import torch/timm only inside factories
+    from atzoo_uniat.model import BACKBONES   # light: model.py imports torch/timm only inside factories
     for item in BACKBONES:
         register(item)
 
