@@ -26,7 +26,6 @@ from atzoo.errors import AtzooError, FormatError, PackageError
 from atzoo.formats import (checked, json_type_name, model_data, permissions_from_umask, read_json, show_value, validate_data,
                            write_json, write_text_atomic)
 from atzoo.formats.card import CardMetadata, render_card_metadata
-from atzoo.io import read_json_checked
 from atzoo.formats.packageconfig import PackageConfig, read_package_config, write_package_config
 from atzoo.formats.recipe import Provider
 from atzoo.formats.runconfig import RunConfig
@@ -321,7 +320,7 @@ def read_package(path: str | os.PathLike) -> ModelPackage:
         raise PackageError(f"{path} has no {WEIGHTS}; a model package holds {', '.join(PACKAGE_FILES)}")
     if not (path / CONFIG).is_file():
         raise PackageError(f"{path} has no {CONFIG}; without it the model cannot be rebuilt")
-    config = read_json_checked(path / CONFIG, PackageError)
+    config = read_json(path / CONFIG)
     if isinstance(config, dict) and config.get("format") == RUN_FORMAT:
         raise PackageError(f"{path} is a run directory (made by `atzoo train`), not a model package: export it "
                            f"first with `atzoo export {path} OUT_DIR` (`atzoo embed` and the app's demo also take "
