@@ -266,9 +266,8 @@ class LeaderboardApp:
         return {**self.local_models(), **self.demo_models}.get(choice, choice)
 
     def demo(self, choice: str | None, local_path: str | None, query_file: Any, gallery_files: Any,
-             use_synthetic: bool, head: str | None, request: gr.Request = None):
+             use_synthetic: bool, head: str | None):
         """Rank the gallery against the query; returns the query, the ranked gallery and a note."""
-        self.files.remember(request, [_file_path(query_file), *(_file_path(item) for item in gallery_files or ())])
         model = self.models.get(self.model_reference(choice, local_path))
         query = _file_path(query_file)
         if use_synthetic:
@@ -289,9 +288,8 @@ class LeaderboardApp:
 
     # -- Submit ------------------------------------------------------------------------------
 
-    def validate_entry(self, text: str | None, upload: Any, request: gr.Request = None) -> str:
+    def validate_entry(self, text: str | None, upload: Any) -> str:
         """Every problem of a pasted or uploaded entry, as Markdown (schema, then duplicates)."""
-        self.files.remember(request, [_file_path(upload)])
         source, raw = self._entry_source(text, upload)
         try:
             data = json.loads(raw)

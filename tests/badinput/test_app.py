@@ -149,19 +149,28 @@ def test_downloads_stay_in_the_apps_folder_and_go_when_the_session_ends(served):
     still_answers(served.client)
 
 
-def test_uploads_of_a_session_are_deleted_when_it_ends(tmp_path):
+def test_session_files_go_when_the_session_ends_and_at_close():
     from atzoo.app.sessionfiles import SessionFiles
 
     files = SessionFiles()
-    upload = tmp_path / "query.png"
-    upload.write_bytes(b"x")
-    request = SimpleNamespace(session_hash="abc123")
-    files.remember(request, [upload])
+    request, other = SimpleNamespace(session_hash="abc123"), SimpleNamespace(session_hash="def456")
     (files.folder(request) / "table.csv").write_text("a,b\n")
+    (files.folder(other) / "table.csv").write_text("a,b\n")
     files.end_session(request)
-    assert not upload.exists() and not (files.root / "abc123").exists()
+    assert not (files.root / "abc123").exists() and any((files.root / "def456").rglob("*.csv"))
     files.close()
     assert not files.root.exists()
+
+
+def test_uploads_are_swept_by_gradio_and_at_shutdown(tmp_path):
+    from atzoo.app.app import build_app
+    from atzoo.app.sessionfiles import DELETE_CACHE
+
+    registry = tmp_path / "registry"
+    (registry / "entries").mkdir(parents=True)
+    blocks = build_app(registry)
+    assert blocks.delete_cache == DELETE_CACHE
+    blocks.close()
 
 
 def test_closing_the_app_deletes_its_files(tmp_path):
