@@ -25,7 +25,7 @@ _LAZY = {
     "get_method": "atzoo.registry",
     "load_registry": "atzoo.registry",
     "hookimpl": "atzoo.plugin",
-    "load": "atzoo.package",
+    "load": "atzoo.hub",
     "create_model": "atzoo.zoo",
 }
 

@@ -5,6 +5,7 @@ Imported only when a built-in backbone is built (see `atzoo.builtins`), never by
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable
@@ -62,7 +63,7 @@ class TimmBackbone(nn.Module):
         super().__init__()
         self.model = model
         self.model_name = model_name
-        self.embed_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
+        self.embed_dim = int(getattr(model, "head_hidden_size", None) or getattr(model, "num_features"))  # noqa: B009
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
@@ -199,7 +200,7 @@ def timm_backbone(model_name: str = "resnet50", pretrained: bool | str = False, 
     go to ``timm.create_model`` (``drop_path_rate=0.1``, say).
     """
     model = create_timm_model(model_name, pretrained is True, **timm_kwargs)
-    if pretrained not in (True, False, None):
+    if isinstance(pretrained, (str, os.PathLike)):
         load_local_weights(model, Path(pretrained))
     if last_stride_1:
         set_last_stride_1(model)

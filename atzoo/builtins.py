@@ -5,9 +5,10 @@ The factories here import torch and timm only when called: ``atzoo list`` stays 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from atzoo.plugin import Backbone, Loss, LossContext, LossTerm, Method, hookimpl
+from atzoo.plugin import Backbone, Loss, LossContext, LossTerm, MethodRecipe, hookimpl
 
 
 def tiny_cnn(embed_dim: int = 128, width: int = 32, stripes: int = 4) -> Any:
@@ -60,7 +61,7 @@ the same schedule with random erasing 0.5 and lr 1e-3 reached DT-ST rank-1 0.86,
 
 
 @hookimpl
-def atzoo_register_backbones(register) -> None:
+def atzoo_register_backbones(register: Callable[[Backbone], None]) -> None:
     register(Backbone(
         name="tiny_cnn", factory=tiny_cnn, embed_dim=128, defaults={"embed_dim": 128, "width": 32, "stripes": 4},
         input_size=(128, 64),
@@ -80,7 +81,7 @@ def atzoo_register_backbones(register) -> None:
 
 
 @hookimpl
-def atzoo_register_losses(register) -> None:
+def atzoo_register_losses(register: Callable[[Loss], None]) -> None:
     register(Loss(
         name="cross_entropy", factory=cross_entropy, consumes=("logits", "target"), defaults={"epsilon": 0.1},
         description="Cross entropy of each head's classifier with label smoothing epsilon."))
@@ -95,8 +96,8 @@ def atzoo_register_losses(register) -> None:
 
 
 @hookimpl
-def atzoo_register_methods(register) -> None:
-    register(Method(
+def atzoo_register_methods(register: Callable[[MethodRecipe], None]) -> None:
+    register(MethodRecipe(
         name="baseline", backbone="builtins:tiny_cnn",
         losses=(LossTerm("builtins:cross_entropy"), LossTerm("builtins:triplet")),
         heads=("person",), neck="bnneck", train=dict(BASELINE_TRAIN), task_family="baseline",

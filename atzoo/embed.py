@@ -109,7 +109,7 @@ def embed_images(model: Any, paths: Sequence[Path], input_size: tuple[int, int],
 
     if batch_size < 1:
         raise AtzooError(f"batch size must be at least 1, got {batch_size}")
-    transform = build_eval_transform(tuple(input_size), normalization)
+    transform = build_eval_transform(input_size, normalization)
     model = model.to(device).eval()
     chunks = []
     with torch.no_grad(), tqdm(total=len(paths), desc="embed", unit="img", disable=None if progress else True,
@@ -149,7 +149,7 @@ def _is_run_dir(path: Path) -> bool:
 def load_embedding_model(model_ref: str | os.PathLike, *, registry: Registry | None = None,
                          device: str = "cpu") -> EmbeddingModel:
     """A model package (folder or Hub id) or a finished run folder (``atzoo train``), in eval mode."""
-    from atzoo.package import load
+    from atzoo.hub import load
 
     path = Path(model_ref)
     if path.is_dir() and _is_run_dir(path):
@@ -163,7 +163,7 @@ def load_embedding_model(model_ref: str | os.PathLike, *, registry: Registry | N
         model, recipe = load_run_model(run, registry or load_registry(), torch.device(device))
         return EmbeddingModel(model, _size(recipe.input_size), recipe.normalization)
     model = load(model_ref, registry=registry, device=device)
-    config = model.atzoo_config
+    config = getattr(model, "atzoo_config")  # noqa: B009 - set by build_package_model, unknown to nn.Module's type
     mean, std = config["normalization"]
     return EmbeddingModel(model, _size(config["input_size"]), (tuple(mean), tuple(std)))
 

@@ -1,9 +1,6 @@
-"""Weights on the Hugging Face Hub: push through an upload guard, pull with a pinned revision and
-a checked sha256, offline from the local cache when ``HF_HUB_OFFLINE=1``.
-
-The AT-USTC licence forbids sharing any part of the dataset. The upload guard (`atzoo.uploadguard`)
-therefore checks a folder by content before anything is sent: only the model package's four files
-may go, and nothing inside them may carry an image, a payload, a path or per-image results.
+"""Weights on the Hugging Face Hub: push through the upload guard (`atzoo.uploadguard`), pull with a
+pinned revision and a checked sha256, offline from the local cache when ``HF_HUB_OFFLINE=1``; and
+`load`, a model from a package folder or a Hub id.
 """
 
 from __future__ import annotations
@@ -14,14 +11,20 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-from atzoo.errors import ChecksumError, HubError
-from atzoo.package import CARD, CONFIG, RESULTS, WEIGHTS, read_package
+from atzoo.errors import ChecksumError, HubError, PackageError
+from atzoo.package import (CARD, CONFIG, PICKLE_SUFFIXES, RESULTS, WEIGHTS, build_package_model, check_weights_readable,
+                           read_package, refuse_pickle)
 from atzoo.uploadguard import ALLOWED_FILES, Offender, guard, scan_folder
 
-__all__ = ["ALLOWED_FILES", "Offender", "PullResult", "UploadPlan", "guard", "parse_repo_ref", "plan_upload", "pull",
-           "push", "scan_folder", "sha256_file"]
+if TYPE_CHECKING:
+    import torch
+
+    from atzoo.registry import Registry
+
+__all__ = ["ALLOWED_FILES", "Offender", "PullResult", "UploadPlan", "guard", "load", "parse_repo_ref", "plan_upload",
+           "pull", "push", "registered_weights", "scan_folder", "sha256_file"]
 
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
@@ -92,9 +95,7 @@ def plan_upload(folder: str | os.PathLike, repo_id: str, revision: str | None = 
     folder = Path(folder)
     guard(folder)
     read_package(folder)
-    from atzoo.package import _check_weights_readable
-
-    _check_weights_readable(folder / WEIGHTS)
+    check_weights_readable(folder / WEIGHTS)
     files = tuple((name, (folder / name).stat().st_size) for name in ALLOWED_FILES if (folder / name).is_file())
     return UploadPlan(repo_id, revision, folder, files, sha256_file(folder / WEIGHTS))
 
@@ -125,12 +126,20 @@ def push(folder: str | os.PathLike, repo_id: str, *, revision: str | None = None
 # pull
 
 
-def registered_weights(repo_id: str, registry=None) -> list[Any]:
+def registered_weights(repo_id: str, registry: Registry | None = None) -> list[Any]:
     """PretrainedWeights entries the zoo registered for `repo_id`."""
     from atzoo.registry import load_registry
 
     registry = registry or load_registry()
     return [entry.item for entry in registry.entries("weights") if entry.item.repo_id == repo_id]
+
+
+@overload
+def _download(repo_id: str, filename: str, revision: str, cache_dir: str | None, required: Literal[True]) -> Path: ...
+
+
+@overload
+def _download(repo_id: str, filename: str, revision: str, cache_dir: str | None, required: bool) -> Path | None: ...
 
 
 def _download(repo_id: str, filename: str, revision: str, cache_dir: str | None, required: bool) -> Path | None:
@@ -155,7 +164,8 @@ def _download(repo_id: str, filename: str, revision: str, cache_dir: str | None,
 
 
 def pull(ref: str, *, revision: str | None = None, sha256: str | None = None, filename: str = WEIGHTS,
-         cache_dir: str | os.PathLike | None = None, registry=None, sha256_source: str = "--sha256") -> PullResult:
+         cache_dir: str | os.PathLike | None = None, registry: Registry | None = None,
+         sha256_source: str = "--sha256") -> PullResult:
     """Download a package (weights, config, card, results) at a pinned revision into the Hub cache
     and check the weights' sha256 against `sha256` or the zoo's registered entry for the repo.
 
@@ -186,3 +196,26 @@ def pull(ref: str, *, revision: str | None = None, sha256: str | None = None, fi
         if _download(repo_id, prefix + name, revision, cache, required=(name == CONFIG)) is not None:
             fetched.append(prefix + name)
     return PullResult(weights.parent, repo_id, revision, actual, source, tuple(fetched))
+
+
+# ---------------------------------------------------------------------------------------------
+# load
+
+
+def load(path_or_id: str | os.PathLike, *, revision: str | None = None, sha256: str | None = None,
+         registry: Registry | None = None, device: str = "cpu") -> torch.nn.Module:
+    """A model from a local package folder or a Hub repo id (``ORG/NAME[@REVISION]``), in eval mode.
+
+    A Hub id is downloaded with its revision pinned (or read from the local cache offline) and its
+    weights checked against ``sha256`` or the zoo's registered checksum.
+    """
+    local = Path(path_or_id)
+    if local.exists():
+        package = read_package(local)
+    elif local.suffix.lower() in PICKLE_SUFFIXES:
+        refuse_pickle(local)
+    elif local.is_absolute() or str(path_or_id).startswith((".", "~")) or len(local.parts) > 2:
+        raise PackageError(f"{path_or_id}: no such model package folder (and it is not a Hub id ORG/NAME)")
+    else:
+        package = read_package(pull(str(path_or_id), revision=revision, sha256=sha256, registry=registry).path)
+    return build_package_model(package, registry).to(device)

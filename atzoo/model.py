@@ -49,6 +49,7 @@ class ReIDModel(nn.Module):
         sizes = {"person": num_persons, "clothes": num_clothes}
         self.classifiers = nn.ModuleList(nn.Linear(embed_dim, sizes[target], bias=False) for target in heads)
         for classifier in self.classifiers:
+            assert isinstance(classifier, nn.Linear)
             nn.init.normal_(classifier.weight, std=0.001)
 
     def backbone_features(self, images: torch.Tensor) -> torch.Tensor:

@@ -20,22 +20,23 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atzoo.errors import AtzooError, FormatError, PackageError
 from atzoo.formats import (checked, json_type_name, model_data, permissions_from_umask, read_json, show_value, validate_data,
                            write_json, write_text_atomic)
 from atzoo.formats.card import CardMetadata, render_card_metadata
-from atzoo.formats.packageconfig import PackageConfig, read_package_config, write_package_config
+from atzoo.formats.packageconfig import (CARD, CONFIG, PACKAGE_FILES, RESULTS, WEIGHTS, PackageConfig,
+                                        MAX_CONFIG_BYTES, write_package_config)
 from atzoo.formats.recipe import Provider
 from atzoo.formats.runconfig import RunConfig
 from atzoo.protocol import PROTOCOL_VERSION, SCENARIOS
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-RESULTS = "results.json"
-CARD = "README.md"
-PACKAGE_FILES = (WEIGHTS, CONFIG, RESULTS, CARD)
+if TYPE_CHECKING:
+    import torch
+
+    from atzoo.registry import Registry
+
 FORMAT = "atzoo-model-1"
 RUN_FORMAT = "atzoo-run-1"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -234,7 +235,7 @@ losses: {losses}. The package holds weights and aggregate metrics only; no image
 """
 
 
-def _check_weights_readable(path: Path) -> None:
+def check_weights_readable(path: Path) -> None:
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -264,7 +265,7 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, datase
     Everything is written into a temporary sibling folder, checked by the upload guard, and only
     then renamed to `out_dir`, so a failure never leaves a half-written or mixed package.
     """
-    from atzoo.hub import guard
+    from atzoo.uploadguard import guard
     from atzoo.runner.rundir import METRICS_FILE, MODEL, open_run_dir
 
     out = Path(out_dir)
@@ -274,7 +275,7 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, datase
         raise PackageError(f"run directory {run.path} has no {METRICS_FILE}; evaluate it first (`atzoo evaluate`)")
     run_config = run.read_config()
     release = dataset_release_of(run_config.data_root, dataset_release)
-    _check_weights_readable(run.file(MODEL))
+    check_weights_readable(run.file(MODEL))
     config = package_config(run_config, release)
     results = aggregate_metrics(read_json(run.file(METRICS_FILE)), str(run.file(METRICS_FILE)))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -296,7 +297,7 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, datase
 # loading
 
 
-def _refuse_pickle(path: Path) -> None:
+def refuse_pickle(path: Path) -> None:
     raise PackageError(f"{path} is a pickle file ({path.suffix}); atzoo never unpickles weights, because "
                        f"loading a pickle can run arbitrary code. Convert it to safetensors "
                        f"(safetensors.torch.save_model) and export a package with `atzoo export`")
@@ -307,7 +308,7 @@ def read_package(path: str | os.PathLike) -> ModelPackage:
     path = Path(path)
     if path.is_file():
         if path.suffix.lower() in PICKLE_SUFFIXES:
-            _refuse_pickle(path)
+            refuse_pickle(path)
         if path.name != WEIGHTS:
             raise PackageError(f"{path} is not a model package: expected a folder with {WEIGHTS} and {CONFIG}")
         path = path.parent
@@ -316,19 +317,19 @@ def read_package(path: str | os.PathLike) -> ModelPackage:
     if not (path / WEIGHTS).is_file():
         pickles = sorted(p for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
         if pickles:
-            _refuse_pickle(pickles[0])
+            refuse_pickle(pickles[0])
         raise PackageError(f"{path} has no {WEIGHTS}; a model package holds {', '.join(PACKAGE_FILES)}")
     if not (path / CONFIG).is_file():
         raise PackageError(f"{path} has no {CONFIG}; without it the model cannot be rebuilt")
-    config = read_json(path / CONFIG)
+    config = read_json(path / CONFIG, max_bytes=MAX_CONFIG_BYTES)
     if isinstance(config, dict) and config.get("format") == RUN_FORMAT:
         raise PackageError(f"{path} is a run directory (made by `atzoo train`), not a model package: export it "
                            f"first with `atzoo export {path} OUT_DIR` (`atzoo embed` and the app's demo also take "
                            f"the run directory itself)")
-    return ModelPackage(path, read_package_config(path / CONFIG))
+    return ModelPackage(path, validate_data(config, PackageConfig, str(path / CONFIG)))
 
 
-def _require_plugin(package: ModelPackage, registry) -> None:
+def _require_plugin(package: ModelPackage, registry: Registry) -> None:
     """A missing plugin is named with the pip requirement that provides it."""
     for key in ("plugin", "backbone_plugin"):
         plugin = package.config.get(key) or {}
@@ -342,7 +343,8 @@ def _require_plugin(package: ModelPackage, registry) -> None:
         raise PackageError(f"the model in {package.path} needs the atzoo plugin {name!r}, which {state}: {how}")
 
 
-def build_package_architecture(package: ModelPackage, registry: Any = None, *, device: str = "meta") -> Any:
+def build_package_architecture(package: ModelPackage, registry: Registry | None = None, *,
+                               device: str = "meta") -> torch.nn.Module:
     """The model the package's config describes, built through the registry without its weights (on
     the meta device by default: shapes and dtypes only, no memory for the values)."""
     import torch
@@ -398,7 +400,7 @@ def check_weights(model: Any, path: Path) -> None:
         raise PackageError(f"{path} cannot be read ({error}); it is damaged or truncated") from None
 
 
-def build_package_model(package: ModelPackage, registry: Any = None) -> Any:
+def build_package_model(package: ModelPackage, registry: Registry | None = None) -> torch.nn.Module:
     """The package's model rebuilt through the registry with its weights loaded strictly (dtype classes
     and finiteness checked per tensor first), in eval mode on the CPU. ``model.atzoo_config`` is the
     package's config."""
@@ -415,26 +417,5 @@ def build_package_model(package: ModelPackage, registry: Any = None) -> Any:
         raise PackageError(f"{package.weights} does not match the model its config describes "
                            f"(missing or unexpected keys): {error}") from None
     model.eval()
-    model.atzoo_config = package.config
+    setattr(model, "atzoo_config", package.config)  # noqa: B010 - nn.Module types its attributes as tensors or modules
     return model
-
-
-def load(path_or_id: str | os.PathLike, *, revision: str | None = None, sha256: str | None = None,
-         registry=None, device: str = "cpu"):
-    """A model from a local package folder or a Hub repo id (``ORG/NAME[@REVISION]``), in eval mode.
-
-    A Hub id is downloaded with its revision pinned (or read from the local cache offline) and its
-    weights checked against ``sha256`` or the zoo's registered checksum.
-    """
-    local = Path(path_or_id)
-    if local.exists():
-        package = read_package(local)
-    elif local.suffix.lower() in PICKLE_SUFFIXES:
-        _refuse_pickle(local)
-    elif local.is_absolute() or str(path_or_id).startswith((".", "~")) or len(local.parts) > 2:
-        raise PackageError(f"{path_or_id}: no such model package folder (and it is not a Hub id ORG/NAME)")
-    else:
-        from atzoo.hub import pull
-
-        package = read_package(pull(str(path_or_id), revision=revision, sha256=sha256, registry=registry).path)
-    return build_package_model(package, registry).to(device)

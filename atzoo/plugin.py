@@ -7,7 +7,7 @@ A plugin is a pip-installable package that declares an entry point in the ``atzo
 
 and implements one or more of the hooks below in that module with ``@atzoo.plugin.hookimpl``.
 Each hook receives a ``register`` callback built by the host. Call it once per item with one of
-the item classes defined here (``Backbone``, ``Loss``, ``Method``, ``PretrainedWeights``). The host
+the item classes defined here (``Backbone``, ``Loss``, ``MethodRecipe``, ``PretrainedWeights``). The host
 validates every item, records which distribution and version supplied it, and makes it reachable
 as ``PLUGIN:NAME`` (``PLUGIN`` is the entry point's name) and, when no other plugin uses the same
 short name, as ``NAME``. Nothing is ever overwritten: registering a name twice in one plugin is
@@ -21,7 +21,7 @@ Hooks only ever gain optional arguments, so a plugin written against this versio
 
 Example::
 
-    from atzoo.plugin import Backbone, Method, LossTerm, hookimpl
+    from atzoo.plugin import Backbone, LossTerm, MethodRecipe, hookimpl
 
     def build_tiny(embed_dim=128):
         import torch.nn as nn          # heavy imports inside the factory
@@ -34,7 +34,7 @@ Example::
 
     @hookimpl
     def atzoo_register_methods(register):
-        register(Method(name="tiny-ce", backbone="tiny",
+        register(MethodRecipe(name="tiny-ce", backbone="tiny",
                         losses=(LossTerm("cross_entropy"),),
                         train={"epochs": 2, "lr": 0.01}))
 """
@@ -112,7 +112,7 @@ class LossContext:
     num_heads: int
     heads: tuple[str, ...] = ()
     """What each head's classifier predicts, in head order (``"person"`` or ``"clothes"``, see
-    ``Method.heads``); empty where the host does not know (a loss checked on its own)."""
+    ``MethodRecipe.heads``); empty where the host does not know (a loss checked on its own)."""
 
 
 @dataclass(frozen=True)
@@ -146,8 +146,8 @@ class LossTerm:
 
 
 @dataclass(frozen=True)
-class Method:
-    """A recipe: backbone + neck/heads + weighted losses + training hyperparameters.
+class MethodRecipe:
+    """A method's recipe: backbone + neck/heads + weighted losses + training hyperparameters.
 
     - ``backbone`` names a registered backbone (``plugin:name`` or a short name); ``backbone_args``
       override its defaults.
@@ -176,6 +176,11 @@ class Method:
     task_family: str = ""
     paper: str = ""
     description: str = ""
+
+
+Method = MethodRecipe
+"""The name plugins written for atzoo 0.1 use; new code says `MethodRecipe` (a leaderboard entry's
+`Method` is another concept)."""
 
 
 @dataclass(frozen=True)
@@ -211,8 +216,8 @@ class AtzooHookSpecs:
         """Register losses: call ``register(Loss(...))`` once for each."""
 
     @hookspec
-    def atzoo_register_methods(self, register: Callable[[Method], None]) -> None:
-        """Register methods (recipes): call ``register(Method(...))`` once for each."""
+    def atzoo_register_methods(self, register: Callable[[MethodRecipe], None]) -> None:
+        """Register methods (recipes): call ``register(MethodRecipe(...))`` once for each."""
 
     @hookspec
     def atzoo_register_weights(self, register: Callable[[PretrainedWeights], None]) -> None:

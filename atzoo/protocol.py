@@ -26,6 +26,8 @@ TRAIN_FLAG = 0
 VAL_FLAG = 1
 UNUSED_TEST_FLAG = 10
 FLAGS = tuple(range(0, 11))
+TEST_FLAGS = tuple(range(2, 11))
+"""The test split: the query and gallery flags 2-9 and flag 10 (test images no scenario uses)."""
 
 
 def modality_of_camera(camera: int) -> int:
@@ -91,6 +93,10 @@ ANY_TIME = "Any-Time"
 # Per-scenario query and gallery flags (the all-day sets are unions of day and night).
 QUERY_FLAGS = {"DT-ST": (2,), "DT-LT": (3,), "NT-ST": (4,), "NT-LT": (5,), "AD-ST": (2, 4), "AD-LT": (3, 5)}
 GALLERY_FLAGS = {"DT-ST": (6,), "DT-LT": (7,), "NT-ST": (8,), "NT-LT": (9,), "AD-ST": (6, 8), "AD-LT": (7, 9)}
+GALLERY_SET_FLAGS = tuple(sorted({flag for flags in GALLERY_FLAGS.values() for flag in flags}))
+"""Every gallery flag (6-9)."""
+SCENARIO_FLAGS = tuple(sorted({flag for flags in (*QUERY_FLAGS.values(), *GALLERY_FLAGS.values()) for flag in flags}))
+"""The flags some scenario's queries or gallery use (2-9): the test images an evaluation embeds."""
 
 MIXED_TEST_HEAD = 5
 """The scenario-agnostic mixed test uses one feature for every case: the AD-LT output."""

@@ -29,11 +29,11 @@ import pluggy
 
 from atzoo.errors import AtzooError, PluginError
 from atzoo.plugin import (HEAD_TARGETS, LOSS_INPUTS, PROJECT, AtzooHookSpecs, Backbone, Loss, LossContext,
-                          LossTerm, Method, PretrainedWeights)
+                          LossTerm, MethodRecipe, PretrainedWeights)
 
 KINDS = ("backbones", "losses", "methods", "weights")
-ITEM_CLASSES: dict[str, type] = {
-    "backbones": Backbone, "losses": Loss, "methods": Method, "weights": PretrainedWeights,
+ITEM_CLASSES: dict[str, type[Any]] = {
+    "backbones": Backbone, "losses": Loss, "methods": MethodRecipe, "weights": PretrainedWeights,
 }
 HOOKS: dict[str, str] = {kind: f"atzoo_register_{kind}" for kind in KINDS}
 KIND_NOUNS = {"backbones": "backbone", "losses": "loss", "methods": "method", "weights": "weights"}
@@ -49,7 +49,7 @@ class InvalidItemError(AtzooError):
 
 
 @dataclass(frozen=True)
-class Entry:
+class RegisteredItem:
     """One registered item and who supplied it."""
 
     kind: str
@@ -159,7 +159,7 @@ def _validate_term(term: Any, index: int) -> None:
         raise InvalidItemError(f"losses[{index}].heads must be 'each' or a tuple of head indices, got {term.heads!r}")
 
 
-def _validate_method(item: Method) -> None:
+def _validate_method(item: MethodRecipe) -> None:
     _check_reference(item.backbone, "backbone")
     if not isinstance(item.losses, (tuple, list)) or not item.losses:
         raise InvalidItemError(f"losses must be a non-empty tuple of LossTerm, got {item.losses!r}")
@@ -227,6 +227,10 @@ def validate_item(kind: str, item: Any) -> str:
 # loading plugins
 
 
+def _returning(obj: object) -> Callable[[], object]:
+    return lambda: obj
+
+
 @dataclass
 class _Source:
     """A plugin to load: an entry point (loaded lazily) or an object handed in directly."""
@@ -247,10 +251,10 @@ def _entry_point_sources() -> list[_Source]:
     return sources
 
 
-def _load_plugin(source: _Source) -> tuple[PluginInfo, list[Entry]]:
+def _load_plugin(source: _Source) -> tuple[PluginInfo, list[RegisteredItem]]:
     """Import and run one plugin's hooks; on any problem return it as failed with no entries."""
     hooks: tuple[str, ...] = ()
-    entries: list[Entry] = []
+    entries: list[RegisteredItem] = []
     counts = {kind: 0 for kind in KINDS}
     try:
         if not NAME_PATTERN.fullmatch(source.name):
@@ -277,7 +281,7 @@ def _load_plugin(source: _Source) -> tuple[PluginInfo, list[Entry]]:
                     problems.append(problem)
                     raise InvalidItemError(problem)
                 seen[(_kind, name)] = True
-                entries.append(Entry(_kind, name, source.name, source.distribution, source.version, item))
+                entries.append(RegisteredItem(_kind, name, source.name, source.distribution, source.version, item))
                 counts[_kind] += 1
 
             getattr(manager.hook, HOOKS[kind])(register=register)
@@ -302,9 +306,9 @@ def _env_allow() -> list[str] | None:
 class Registry:
     """Everything the loaded plugins registered, looked up by ``plugin:name`` or short name."""
 
-    def __init__(self, plugins: list[PluginInfo], entries: Iterable[Entry]) -> None:
+    def __init__(self, plugins: list[PluginInfo], entries: Iterable[RegisteredItem]) -> None:
         self.plugins = list(plugins)
-        self._entries: dict[str, list[Entry]] = {kind: [] for kind in KINDS}
+        self._entries: dict[str, list[RegisteredItem]] = {kind: [] for kind in KINDS}
         for entry in entries:
             self._entries[entry.kind].append(entry)
         for kind in KINDS:
@@ -315,11 +319,11 @@ class Registry:
         if kind not in KINDS:
             raise AtzooError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
 
-    def entries(self, kind: str) -> list[Entry]:
+    def entries(self, kind: str) -> list[RegisteredItem]:
         self._check_kind(kind)
         return list(self._entries[kind])
 
-    def _display_names(self, kind: str) -> list[tuple[str, Entry]]:
+    def _display_names(self, kind: str) -> list[tuple[str, RegisteredItem]]:
         counts: dict[str, int] = {}
         for entry in self._entries[kind]:
             counts[entry.name] = counts.get(entry.name, 0) + 1
@@ -340,7 +344,7 @@ class Registry:
     def failed(self) -> list[PluginInfo]:
         return [info for info in self.plugins if info.status == "failed"]
 
-    def get(self, kind: str, name: str) -> Entry:
+    def get(self, kind: str, name: str) -> RegisteredItem:
         """The entry registered as ``name`` (``plugin:name`` or a short name) under ``kind``."""
         self._check_kind(kind)
         if not isinstance(name, str) or not name:
@@ -383,7 +387,7 @@ class Registry:
                         f"(see `atzoo plugins`)")
         raise AtzooError(message)
 
-    def weights_for(self, method: str) -> list[Entry]:
+    def weights_for(self, method: str) -> list[RegisteredItem]:
         """Published weights of ``method`` (any name that resolves to it)."""
         target = self.get("methods", method).qualified_name
         found = []
@@ -417,9 +421,9 @@ def load_registry(*, strict: bool | None = None, allow: list[str] | None = None,
         return _CACHE[key]
 
     sources = _entry_point_sources()
-    sources += [_Source(name, "", "", (lambda obj=obj: obj)) for name, obj in extras.items()]
+    sources += [_Source(name, "", "", _returning(obj)) for name, obj in extras.items()]
     plugins: list[PluginInfo] = []
-    entries: list[Entry] = []
+    entries: list[RegisteredItem] = []
     loaded: dict[str, str] = {}
     for source in sources:
         if allow is not None and source.name != BUILTIN_PLUGIN and source.name not in allow:
@@ -462,7 +466,7 @@ def list_methods(pattern: str | None = None) -> list[str]:
     return load_registry().names("methods", pattern)
 
 
-def _call_factory(entry: Entry, factory: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+def _call_factory(entry: RegisteredItem, factory: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
     """Call a factory after checking that it accepts ``kwargs`` (a clear error, not a TypeError)."""
     try:
         inspect.signature(factory).bind(*args, **kwargs)
@@ -486,6 +490,6 @@ def create_loss(name: str, context: LossContext, **kwargs: Any) -> Any:
     return _call_factory(entry, entry.item.factory, (context,), {**entry.item.defaults, **kwargs})
 
 
-def get_method(name: str) -> Method:
+def get_method(name: str) -> MethodRecipe:
     """The registered method (recipe) ``name``."""
     return load_registry().get("methods", name).item

@@ -16,15 +16,18 @@ import inspect
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atzoo.errors import AtzooError
 from atzoo.plugin import LossContext
-from atzoo.registry import Entry, Registry, load_registry
+from atzoo.registry import RegisteredItem, Registry, load_registry
+
+if TYPE_CHECKING:
+    import torch
 
 
-def _entry(kind: str, name_or_entry: str | Entry, registry: Registry | None) -> Entry:
-    if isinstance(name_or_entry, Entry):
+def _entry(kind: str, name_or_entry: str | RegisteredItem, registry: Registry | None) -> RegisteredItem:
+    if isinstance(name_or_entry, RegisteredItem):
         assert name_or_entry.kind == kind, f"{name_or_entry.qualified_name} is a {name_or_entry.kind} entry, not {kind}"
         return name_or_entry
     registry = registry or load_registry()
@@ -38,7 +41,7 @@ def _expected_shape(batch: int, num_outputs: int, dim: int) -> tuple[int, ...]:
     return (batch, dim) if num_outputs == 1 else (batch, num_outputs, dim)
 
 
-def _forward(module, images, label: str):
+def _forward(module: torch.nn.Module, images: torch.Tensor, label: str) -> torch.Tensor:
     import torch
 
     output = module(images)
@@ -46,7 +49,7 @@ def _forward(module, images, label: str):
     return output
 
 
-def check_backbone(name_or_entry: str | Entry, *, batch_size: int = 2, image_size: tuple[int, int] | None = None,
+def check_backbone(name_or_entry: str | RegisteredItem, *, batch_size: int = 2, image_size: tuple[int, int] | None = None,
                    registry: Registry | None = None, **kwargs: Any) -> dict[str, Any]:
     """Build a backbone (defaults updated by ``kwargs``) and check the contract of `atzoo.plugin.Backbone`:
     output shape (B, D) or (B, 6, D) with D == embed_dim in train and eval mode, finite values,
@@ -128,7 +131,7 @@ def _loss_inputs(context: LossContext, batch_size: int) -> dict[str, Any]:
     }
 
 
-def check_loss(name_or_entry: str | Entry, *, context: LossContext | None = None, batch_size: int = 8,
+def check_loss(name_or_entry: str | RegisteredItem, *, context: LossContext | None = None, batch_size: int = 8,
                registry: Registry | None = None, **kwargs: Any) -> dict[str, Any]:
     """Build a loss for ``context`` (a small default one) and check it: a ``torch.nn.Module`` whose
     forward takes exactly its ``consumes`` as keyword arguments and returns a finite scalar that
@@ -161,7 +164,7 @@ def check_loss(name_or_entry: str | Entry, *, context: LossContext | None = None
     return {"name": entry.qualified_name, "value": float(value.detach())}
 
 
-def check_method(name_or_entry: str | Entry, *, registry: Registry | None = None, build: bool = False,
+def check_method(name_or_entry: str | RegisteredItem, *, registry: Registry | None = None, build: bool = False,
                  overrides: dict[str, Any] | None = None, image_size: tuple[int, int] = (64, 32),
                  batch_size: int = 4) -> dict[str, Any]:
     """Check a method's recipe: backbone and losses resolve, one head per backbone output, the
@@ -197,7 +200,8 @@ def check_method(name_or_entry: str | Entry, *, registry: Registry | None = None
         if loss.sampler == "pk":
             assert train.num_instances >= 2, \
                 f"{label}: loss {term.loss} needs P x K batches with K >= 2, num_instances is {train.num_instances}"
-    summary = {"name": entry.qualified_name, "heads": list(method.heads), "losses": [t.loss for t in method.losses]}
+    summary: dict[str, Any] = {"name": entry.qualified_name, "heads": list(method.heads),
+                               "losses": [t.loss for t in method.losses]}
     if build:
         summary["loss"] = _train_step(entry.qualified_name, registry, overrides or {}, image_size, batch_size)
     return summary
@@ -234,7 +238,7 @@ def _train_step(method: str, registry: Registry, overrides: dict[str, Any], imag
     return value
 
 
-def _context_of_a_method_using(loss: Entry, registry: Registry) -> LossContext | None:
+def _context_of_a_method_using(loss: RegisteredItem, registry: Registry) -> LossContext | None:
     """The heads of the first registered method that uses ``loss``, so that a loss made for a
     particular head layout (six scenario heads, say) is checked on that layout."""
     for method in registry.entries("methods"):

@@ -112,3 +112,20 @@ def test_embed_names_a_forged_package_field_that_disagrees_with_its_recipe(tmp_p
     edit_json(package / "config.json", lambda d: d.update(input_size=[1024, 1024]))
     output = run_cli(capsys, "embed", str(package), str(image_folder(tmp_path)), "--out", str(tmp_path / "f.npz"))
     assert "input_size is [1024, 1024] but the recipe says [32, 16]" in output
+
+
+def test_the_apps_demo_refuses_an_absurd_input_size_before_building_anything(tmp_path, monkeypatch):
+    from atzoo.app.demo import load_local_model
+    from atzoo.errors import FormatError
+
+    package = make_package(tmp_path)
+    run = make_run_dir(tmp_path / "run")
+    edit_json(package / "config.json", lambda d: (d.update(input_size=[100000, 100000]),
+                                                   d["recipe"].update(input_size=[100000, 100000])))
+    edit_json(run / "config.json", lambda d: d["recipe"].update(input_size=[100000, 100000]))
+    forbid_model_building(monkeypatch)
+    for folder in (package, run):
+        with pytest.raises(FormatError) as caught:
+            load_local_model(folder)
+        assert str(folder / "config.json") in str(caught.value)
+        assert "input_size.0 = 100000 (a number); expected an integer from 16 to 1024" in str(caught.value)

@@ -152,3 +152,11 @@ def test_io_helpers_delegate_to_the_strict_reader(tmp_path):
         read_json_checked(path, ValueError)
     with pytest.raises(FormatError):
         write_json_atomic(tmp_path / "x.json", {"x": float("inf")})
+
+
+def test_entry_text_is_read_strictly():
+    from atzoo.errors import LeaderboardError
+    from atzoo.formats.entry import parse_entry_text
+
+    with pytest.raises(LeaderboardError, match="'origin' appears twice"):
+        parse_entry_text('{"origin": "paper", "origin": "submission"}', "pasted entry")

@@ -177,7 +177,7 @@ def test_a_revision_that_can_move_is_refused(package, ref, reason):
 
 def test_an_unregistered_method_is_refused(package):
     config = read_json(package / "config.json")
-    config["method"] = "builtins:no_such_method"
+    config["method"] = config["recipe"]["method"]["qualified_name"] = "builtins:no_such_method"
     write_json_atomic(package / "config.json", config)
     assert "'builtins:no_such_method' is not registered" in refusal(package)
 

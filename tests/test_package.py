@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from safetensors.torch import save_file
 
 from atzoo.errors import AtzooError, FormatError, PackageError
+from atzoo.hub import load
 from atzoo.outputs import OutputError
-from atzoo.package import (CARD, CONFIG, PACKAGE_FILES, RESULTS, WEIGHTS, aggregate_metrics, export_run, load, read_package,
+from atzoo.package import (CARD, CONFIG, PACKAGE_FILES, RESULTS, WEIGHTS, aggregate_metrics, export_run, read_package,
                            requirement)
 from tests.packages import SCENARIO_NAMES, TINY_OVERRIDES, fake_metrics, make_package, make_run_dir
 

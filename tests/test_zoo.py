@@ -14,8 +14,8 @@ import torch
 from click.testing import CliRunner
 
 from atzoo.errors import AtzooError, HubError, PackageError
-from atzoo.hub import sha256_file
-from atzoo.package import WEIGHTS, load
+from atzoo.hub import load, sha256_file
+from atzoo.package import WEIGHTS
 from atzoo.plugin import PretrainedWeights, hookimpl
 from atzoo.registry import load_registry
 from atzoo.zoo import create_model, list_pretrained, pretrained_tags

@@ -9,17 +9,17 @@ never a stack trace.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Mapping, Sequence
 
 import gradio as gr
 import pandas as pd
 
-from atzoo.errors import AtzooError
+from atzoo.errors import AtzooError, FormatError
+from atzoo.formats.jsonfile import parse_json
 from atzoo.app import demo as demo_logic
 from atzoo.app import plots
 from atzoo.app.colours import MethodColours, status_colour
@@ -31,6 +31,14 @@ from atzoo.leaderboard.table import (ANY_TIME, COLUMNS, DEFAULT_RELEASE, METRIC_
                                      SORT_CHOICES, Filters, backbone_choices, build_table, entry_choices,
                                      rows_to_csv, task_family_choices)
 from atzoo.protocol import SCENARIO_NAMES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from pandas.io.formats.style import Styler
+    from PIL import Image
+
+    from atzoo.leaderboard.table import Table
+    from atzoo.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +132,7 @@ class LeaderboardApp:
     """The handlers behind the page, bound to one registry (and optionally one runner folder)."""
 
     def __init__(self, leaderboard_dir: str | os.PathLike, *, runner_dir: str | os.PathLike | None = None,
-                 demo_models: Mapping[str, str] | Sequence[str] | None = None, registry=None,
+                 demo_models: Mapping[str, str] | Sequence[str] | None = None, registry: Registry | None = None,
                  allow_local_paths: bool = False) -> None:
         self.root = Path(leaderboard_dir)
         self.allow_local_paths = allow_local_paths
@@ -153,14 +161,16 @@ class LeaderboardApp:
                        show_flagged=bool(show_flagged), include_tricks=bool(include_tricks),
                        include_withdrawn=bool(show_flagged), search=search or "")
 
-    def table(self, metric: str, release: str, verified_only: bool, task_families, backbones, show_flagged: bool,
-              include_tricks: bool, search: str, sort_by: str):
+    def table(self, metric: str, release: str, verified_only: bool, task_families: Sequence[str] | None,
+              backbones: Sequence[str] | None, show_flagged: bool, include_tricks: bool, search: str,
+              sort_by: str) -> Table:
         filters = self.filters(release, verified_only, task_families, backbones, show_flagged, include_tricks,
                                search)
         return build_table(self.snapshot(), metric or "rank1", filters, sort_by or ANY_TIME)
 
-    def leaderboard(self, metric: str, release: str, verified_only: bool, task_families, backbones,
-                    show_flagged: bool, include_tricks: bool, search: str, sort_by: str):
+    def leaderboard(self, metric: str, release: str, verified_only: bool, task_families: Sequence[str] | None,
+                    backbones: Sequence[str] | None, show_flagged: bool, include_tricks: bool, search: str,
+                    sort_by: str) -> tuple[Styler, str]:
         """The table (numbers shown with two decimals) and a line on what it shows and hides."""
         table = self.table(metric, release, verified_only, task_families, backbones, show_flagged, include_tricks,
                            search, sort_by)
@@ -184,8 +194,9 @@ class LeaderboardApp:
                          + ", ".join(sorted(problems)) + ".")
         return " ".join(parts)
 
-    def csv(self, metric: str, release: str, verified_only: bool, task_families, backbones, show_flagged: bool,
-            include_tricks: bool, search: str, sort_by: str, request: gr.Request = None) -> str:
+    def csv(self, metric: str, release: str, verified_only: bool, task_families: Sequence[str] | None,
+            backbones: Sequence[str] | None, show_flagged: bool, include_tricks: bool, search: str,
+            sort_by: str, request: gr.Request = None) -> str:
         """The table shown, as a CSV file to download (in the session's folder, deleted when it ends)."""
         from atzoo.io import write_text_atomic
 
@@ -201,7 +212,8 @@ class LeaderboardApp:
         is not a runner directory. A path that does not exist yet is fine: the first job creates it."""
         from atzoo.service import queue_rows
 
-        queue_rows(self.runner_dir)
+        if self.runner_dir is not None:
+            queue_rows(self.runner_dir)
 
     def queue(self) -> pd.DataFrame:
         """The verification queue of the configured runner folder, or one row saying why there is none."""
@@ -218,7 +230,7 @@ class LeaderboardApp:
         rows = build_table(self.snapshot(), "rank1", Filters(release=release)).rows
         return [row["ID"] for row in rows[:COMPARE_DEFAULT]]
 
-    def compare(self, entry_ids: Sequence[str] | None, metric: str):
+    def compare(self, entry_ids: Sequence[str] | None, metric: str) -> tuple[Figure, Figure, Figure, Figure]:
         """The four comparison figures for the selected entries."""
         snapshot = self.snapshot()
         entries = [snapshot.get(entry_id) for entry_id in entry_ids or ()]
@@ -258,7 +270,7 @@ class LeaderboardApp:
         if choice == LOCAL_CHOICE or not choice:
             if not self.allow_local_paths:
                 raise AtzooError("this app does not load models from local paths; choose one of the listed models")
-            if not (local_path or "").strip():
+            if local_path is None or not local_path.strip():
                 raise AtzooError("give the path of a model package or run directory, or choose a zoo model")
             return local_path.strip()
         if choice not in self.model_choices():
@@ -266,7 +278,7 @@ class LeaderboardApp:
         return {**self.local_models(), **self.demo_models}.get(choice, choice)
 
     def demo(self, choice: str | None, local_path: str | None, query_file: Any, gallery_files: Any,
-             use_synthetic: bool, head: str | None):
+             use_synthetic: bool, head: str | None) -> tuple[Image.Image, list[tuple[Image.Image, str]], str]:
         """Rank the gallery against the query; returns the query, the ranked gallery and a note."""
         model = self.models.get(self.model_reference(choice, local_path))
         query = _file_path(query_file)
@@ -275,13 +287,13 @@ class LeaderboardApp:
             gallery = [str(p) for p in bundled.gallery]
             query = query or str(bundled.query)
         else:
-            gallery = [_file_path(item) for item in gallery_files or ()]
+            gallery = [path for path in (_file_path(item) for item in gallery_files or ()) if path]
         if query is None:
             raise AtzooError("upload a query image (or tick 'use the bundled synthetic gallery')")
         ranked = demo_logic.rank_gallery(model, query, gallery, head)
         head_note = (f"head **{head}**" if model.num_heads > 1
                      else "a one-output model (the same feature for every scenario)")
-        shown_name = local_path.strip() if choice in (None, "", LOCAL_CHOICE) else choice
+        shown_name = (local_path or "").strip() if choice in (None, "", LOCAL_CHOICE) else str(choice)
         note = f"{len(ranked)} gallery images ranked by cosine similarity with {head_note} of `{shown_name}`."
         query_image = demo_logic.open_image(query, "the query image")
         return query_image, [(image, f"score {score:.3f}") for image, score in ranked], note
@@ -292,12 +304,9 @@ class LeaderboardApp:
         """Every problem of a pasted or uploaded entry, as Markdown (schema, then duplicates)."""
         source, raw = self._entry_source(text, upload)
         try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as error:
-            return (f"### Not valid JSON\n\n{source} is not valid JSON: {error.msg} at line {error.lineno}, "
-                    f"column {error.colno}.")
-        except RecursionError:
-            return f"### Not valid JSON\n\n{source} is nested too deeply to be an entry."
+            data = parse_json(raw, source)
+        except FormatError as error:
+            return f"### Not valid JSON\n\n{error}."
         problems = check_entry_data(data, self.snapshot())
         if not problems:
             return (f"### Valid\n\n{source} is a valid entry and duplicates none. Submit it with "
@@ -317,14 +326,14 @@ class LeaderboardApp:
                 return file.name, file.read_text(encoding="utf-8")
             except UnicodeDecodeError:
                 raise AtzooError(f"{file.name} is not a UTF-8 text file; upload the entry's .json file") from None
-        if not (text or "").strip():
+        if text is None or not text.strip():
             raise AtzooError("paste an entry's JSON or upload its .json file")
         if len(text) > MAX_ENTRY_BYTES:
             raise AtzooError(f"the pasted text is larger than {MAX_ENTRY_BYTES // 1024} KB; an entry is small")
         return "the pasted entry", text
 
 
-def _styled(frame: pd.DataFrame, colours: MethodColours):
+def _styled(frame: pd.DataFrame, colours: MethodColours) -> Styler:
     """Scores with two decimals, blank cells for numbers the entry does not report, each method
     and each status in its colour (the plots use the same)."""
     scores = [c for c in COLUMNS if c in NUMBER_COLUMNS and c != "Rank"]
@@ -361,7 +370,8 @@ def _leaderboard_tab(app: LeaderboardApp, blocks: gr.Blocks) -> None:
                 api_visibility="private")
     csv_button = gr.DownloadButton("Download CSV of this table", size="sm", elem_id="lb-csv")
     inputs = [metric, release, verified_only, families, backbones, show_flagged, include_tricks, search, sort_by]
-    triggers = [blocks.load, *(c.change for c in inputs if c is not search), search.submit]
+    triggers = [blocks.load, metric.change, release.change, verified_only.change, families.change, backbones.change,
+                show_flagged.change, include_tricks.change, sort_by.change, search.submit]
     gr.on(triggers, shown_in_page(app.leaderboard), inputs, [frame, summary], api_name="leaderboard")
     gr.on(triggers, shown_in_page(app.csv), inputs, csv_button, api_name="csv")
     with gr.Accordion("Runner queue (verification and training jobs)", open=False):
@@ -426,7 +436,7 @@ def _submit_tab(app: LeaderboardApp) -> None:
 
 
 def build_app(leaderboard_dir: str | os.PathLike, *, runner_dir: str | os.PathLike | None = None,
-              demo_models: Mapping[str, str] | Sequence[str] | None = None, registry=None,
+              demo_models: Mapping[str, str] | Sequence[str] | None = None, registry: Registry | None = None,
               allow_local_paths: bool = False) -> gr.Blocks:
     """The leaderboard app over the registry at `leaderboard_dir` (its ``entries/`` folder).
 

@@ -11,7 +11,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,13 +19,17 @@ from PIL import Image
 
 from atzoo.data.images import decode_image
 from atzoo.errors import AtzooError
-from atzoo.protocol import SCENARIO_NAMES
+from atzoo.protocol import GALLERY_SET_FLAGS, SCENARIO_NAMES
+
+if TYPE_CHECKING:
+    import torch
+
+    from atzoo.registry import Registry
 
 MAX_SIDE = 4096
 MAX_BYTES = 20 * 1024 * 1024
 MAX_GALLERY = 200
 GALLERY_VERSION = 1
-GALLERY_FLAGS = (6, 7, 8, 9)
 QUERY_FLAG = 2
 ZOO_SEPARATOR = "@"
 
@@ -50,7 +54,7 @@ class DemoModel:
 # models
 
 
-def zoo_choices(registry=None) -> list[str]:
+def zoo_choices(registry: Registry | None = None) -> list[str]:
     """``METHOD@TAG`` of the package shipped with atzoo (first: the demo's default, trained on
     synthetic data only) and of every registered pretrained weights file."""
     from atzoo.zoo import list_pretrained
@@ -67,13 +71,14 @@ def local_models() -> dict[str, str]:
     return {model.label: str(model.path) for model in found}
 
 
-def _from_config(model, config: dict[str, Any], source: str) -> DemoModel:
-    return DemoModel(model=model, input_size=tuple(config["input_size"]),
-                     normalization=tuple(tuple(v) for v in config["normalization"]),
+def _from_config(model: torch.nn.Module, config: dict[str, Any], source: str) -> DemoModel:
+    height, width = config["input_size"]
+    mean, std = config["normalization"]
+    return DemoModel(model=model, input_size=(int(height), int(width)), normalization=(tuple(mean), tuple(std)),
                      num_heads=len(config.get("heads") or [None]), source=source)
 
 
-def _load_run(path: Path, registry) -> DemoModel:
+def _load_run(path: Path, registry: Registry) -> DemoModel:
     import torch
 
     from atzoo.runner.evaluation import load_run_model
@@ -81,7 +86,7 @@ def _load_run(path: Path, registry) -> DemoModel:
 
     run = open_run_dir(path, need=("config.json", MODEL))
     model, recipe = load_run_model(run, registry, torch.device("cpu"))
-    return DemoModel(model=model, input_size=tuple(recipe.input_size), normalization=recipe.normalization,
+    return DemoModel(model=model, input_size=recipe.input_size, normalization=recipe.normalization,
                      num_heads=len(recipe.heads), source=str(path))
 
 
@@ -95,7 +100,7 @@ def _config_format(path: Path) -> str:
     return config.get("format", "") if isinstance(config, dict) else ""
 
 
-def load_local_model(path: str | os.PathLike, registry=None) -> DemoModel:
+def load_local_model(path: str | os.PathLike, registry: Registry | None = None) -> DemoModel:
     """A model package folder (``atzoo export``) or a finished run directory (``atzoo train``)."""
     from atzoo.package import FORMAT, build_package_model, read_package
     from atzoo.registry import load_registry
@@ -112,7 +117,7 @@ def load_local_model(path: str | os.PathLike, registry=None) -> DemoModel:
     return _load_run(path, registry)
 
 
-def load_zoo_model(choice: str, registry=None) -> DemoModel:
+def load_zoo_model(choice: str, registry: Registry | None = None) -> DemoModel:
     """A zoo model named ``METHOD@TAG`` (as listed by :func:`zoo_choices`), hash-checked."""
     from atzoo.zoo import create_model
 
@@ -120,10 +125,10 @@ def load_zoo_model(choice: str, registry=None) -> DemoModel:
     if not separator or not method or not tag:
         raise AtzooError(f"zoo model {choice!r}: expected METHOD{ZOO_SEPARATOR}TAG, e.g. 'uniat{ZOO_SEPARATOR}403k'")
     model = create_model(method, pretrained=tag, registry=registry)
-    return _from_config(model, model.atzoo_config, choice)
+    return _from_config(model, getattr(model, "atzoo_config"), choice)  # noqa: B009 - set by build_package_model
 
 
-def load_demo_model(reference: str, registry=None) -> DemoModel:
+def load_demo_model(reference: str, registry: Registry | None = None) -> DemoModel:
     """A local package or run folder when `reference` is an existing path, else a zoo ``METHOD@TAG``."""
     reference = (reference or "").strip()
     if not reference:
@@ -138,7 +143,7 @@ def load_demo_model(reference: str, registry=None) -> DemoModel:
 class ModelCache:
     """Loaded demo models by reference, so each request does not rebuild the model."""
 
-    def __init__(self, registry=None, capacity: int = 4) -> None:
+    def __init__(self, registry: Registry | None = None, capacity: int = 4) -> None:
         self.registry = registry
         self.capacity = capacity
         self._models: dict[tuple[str, float], DemoModel] = {}
@@ -243,12 +248,12 @@ def synthetic_gallery(cache_dir: str | os.PathLike | None = None) -> SyntheticGa
     from atzoo.data import parse_root
 
     records = parse_root(synthetic_gallery_root(cache_dir))
-    test_persons = sorted(set(records.person[np.isin(records.flag, GALLERY_FLAGS)].tolist()))
+    test_persons = sorted(set(records.person[np.isin(records.flag, GALLERY_SET_FLAGS)].tolist()))
     paths = records.absolute_paths()
     gallery, seen = [], set()
     for index in np.argsort(records.path):
         clip = (int(records.person[index]), int(records.clothes[index]), int(records.camera[index]))
-        if records.flag[index] in GALLERY_FLAGS and clip not in seen:
+        if records.flag[index] in GALLERY_SET_FLAGS and clip not in seen:
             seen.add(clip)
             gallery.append(paths[index])
     queries = [paths[i] for i in np.argsort(records.path)

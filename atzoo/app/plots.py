@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.projections.polar import PolarAxes
 
 from atzoo.app.colours import MethodColours, status_colour
 from atzoo.formats.entry import Entry
@@ -71,6 +72,7 @@ def radar_plot(entries: Sequence[Entry], metric: str = "rank1", colours: MethodC
     closed = np.append(angles, angles[0])
     figure = Figure(figsize=FIGSIZE, layout="constrained")
     axes = figure.add_subplot(projection="polar")
+    assert isinstance(axes, PolarAxes)
     axes.set_theta_offset(math.pi / 2)
     axes.set_theta_direction(-1)
     for entry, values in drawable:
@@ -146,23 +148,23 @@ def reported_vs_verified_plot(entries: Sequence[Entry], metric: str = "rank1",
     title = f"Reported vs verified, {METRIC_LABELS[metric]}"
     if not entries:
         return _empty(title, NOTHING_SELECTED)
-    drawable = [(entry, verified_pairs(entry, metric)) for entry in entries]
-    drawable = [(entry, pairs) for entry, pairs in drawable if pairs]
+    drawable = [(entry, entry.verified, verified_pairs(entry, metric)) for entry in entries]
+    drawable = [(entry, verified, pairs) for entry, verified, pairs in drawable if verified is not None and pairs]
     if not drawable:
         return _empty(title, "No verified entries among those selected yet:\n"
                              "`atzoo leaderboard verify` re-evaluates submitted weights")
-    tolerance = max(entry.verified.tolerance for entry, _ in drawable)
+    tolerance = max(verified.tolerance for _, verified, _ in drawable if verified is not None)
     figure = Figure(figsize=FIGSIZE, layout="constrained")
     axes = figure.add_subplot()
     line = np.array([0.0, 100.0])
     axes.fill_between(line, line - tolerance, line + tolerance, color="tab:green", alpha=0.15,
                       label=f"tolerance +/- {tolerance:g} points")
     axes.plot(line, line, color="0.3", linewidth=0.9, linestyle="--", label="y = x")
-    for entry, pairs in drawable:
+    for entry, verified, pairs in drawable:
         xs, ys = zip(*pairs)
-        axes.scatter(xs, ys, s=28, label=f"{entry.method.name} ({entry.verified.status})",
-                     color=colours(entry.method.name), edgecolors=status_colour(entry.verified.status),
-                     linewidths=1.4)
+        status = verified.status if verified is not None else ""
+        axes.scatter(xs, ys, s=28, label=f"{entry.method.name} ({status})",
+                     color=colours(entry.method.name), edgecolors=status_colour(status), linewidths=1.4)
     axes.set_xlim(0, 100)
     axes.set_ylim(0, 100)
     axes.set_aspect("equal")
@@ -181,8 +183,9 @@ def anytime_vs_params_plot(entries: Sequence[Entry], metric: str = "rank1",
     title = f"{ANY_TIME} {METRIC_LABELS[metric]} vs parameters"
     if not entries:
         return _empty(title, NOTHING_SELECTED)
-    points = [(entry.weights.num_params / 1e6, entry.any_time[metric], entry.method.name)
-              for entry in entries if entry.weights is not None and entry.any_time[metric] is not None]
+    points = [(weights.num_params / 1e6, score, entry.method.name)
+              for entry in entries for weights, score in [(entry.weights, entry.any_time[metric])]
+              if weights is not None and score is not None]
     if not points:
         return _empty(title, "None of the selected entries has weights with a parameter count\n"
                              "(the paper's rows publish no weights)")

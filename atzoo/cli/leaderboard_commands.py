@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import click
 
 from atzoo.cli.output import console, user_errors
-from atzoo.formats.entry import RELEASES, TASK_FAMILIES
+from atzoo.leaderboard.submit_options import REGISTRY_HELP, submit_parameters
+from atzoo.formats.entry import RELEASES
+
+if TYPE_CHECKING:
+    from atzoo.formats.verifiers import VerifiersFile
+    from atzoo.leaderboard.store import Snapshot
 
 
 def registry_option(function):
-    option = click.option("--dir", "registry_dir", type=click.Path(path_type=Path), default=None,
-                          help="The leaderboard registry (default: $ATZOO_LEADERBOARD_DIR, else ./leaderboard).")
+    option = click.option("--dir", "registry_dir", type=click.Path(path_type=Path), default=None, help=REGISTRY_HELP)
     return option(function)
 
 
@@ -31,34 +36,7 @@ def _entry_file(registry_dir: Path | None, entry: str) -> Path:
     return path if path.is_file() else registered_entry_path(_registry(registry_dir), entry)
 
 
-@click.command()
-@click.argument("source", type=click.Path(path_type=Path), metavar="RUN_OR_EXPORT_DIR")
-@click.option("--weights-repo", "weights_ref", metavar="ORG/NAME@COMMIT",
-              help="Where the weights are on the Hub, pinned to a 40-hex commit (`atzoo push` prints it).")
-@click.option("--push", "push_to", metavar="ORG/NAME[@BRANCH]",
-              help="Instead of --weights-repo: once every check passes, upload the weights (guarded, as "
-                   "`atzoo push`) and pin the commit that creates.")
-@click.option("--sha256", help="Expected sha256 of model.safetensors; refused when the local file differs.")
-@click.option("--submitter", required=True, help="Who submits (name, GitHub handle or e-mail).")
-@click.option("--pretraining", required=True, help="Pretraining of the backbone, e.g. ImageNet-1k, CLIP, none.")
-@click.option("--id", "entry_id", help="Entry id (default: method slug + first 8 hex of the weights' sha256).")
-@click.option("--name", help="Method name shown on the board (default: the registered method's name).")
-@click.option("--task-family", type=click.Choice(TASK_FAMILIES), default="other", show_default=True)
-@click.option("--paper", help="Link to the paper (http/https).")
-@click.option("--code", help="Link to the code (http/https).")
-@click.option("--extra-training-data", multiple=True, metavar="NAME",
-              help="Training data beyond AT-USTC's training split. Repeatable.")
-@click.option("--re-ranking", is_flag=True, help="The reported numbers use re-ranking.")
-@click.option("--tta", multiple=True, metavar="KIND", help="Test-time augmentation used, e.g. flip. Repeatable.")
-@click.option("--query-expansion", is_flag=True, help="The reported numbers use query expansion.")
-@click.option("--notes", default="", help="Anything else a reader should know about the numbers.")
-@click.option("--dataset-release", type=click.Choice(RELEASES),
-              help="AT-USTC release (needed for a run dir trained on AT-USTC; checked for a package).")
-@click.option("--cross-results", type=click.Path(dir_okay=False, path_type=Path),
-              help="Report the cross-dataset figures of this file (written by `atzoo evaluate --cross` with these "
-                   "weights; default: the run's cross_metrics.json when there is one).")
-@click.option("--dry-run", is_flag=True, help="Check everything and print the entry; write nothing.")
-@registry_option
+@click.command(params=submit_parameters())
 def submit(source: Path, weights_ref: str | None, push_to: str | None, sha256: str | None, submitter: str,
            pretraining: str,
            entry_id: str | None, name: str | None, task_family: str, paper: str | None, code: str | None,
@@ -139,7 +117,7 @@ def check(ctx: click.Context, entry_files: tuple[Path, ...], registry_dir: Path 
         ctx.exit(2)
 
 
-def _file_problems(path: Path, snapshot, listing) -> list[str]:
+def _file_problems(path: Path, snapshot: Snapshot | None, listing: VerifiersFile) -> list[str]:
     from atzoo.errors import LeaderboardError
     from atzoo.io import read_json_checked
     from atzoo.formats.entry import Entry, entry_problems
@@ -259,6 +237,7 @@ def verify(entry: str, data_root: Path, tolerance: float | None, device: str | N
                               tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance, device=device,
                               progress=not no_progress, cross=cross_specs)
     verified = result.verified
+    assert verified is not None, "verify_entry always writes a verified block"
     difference = "-" if verified.max_difference is None else f"{verified.max_difference:.2f}"
     click.echo(f"{result.id}: {verified.status} (max difference {difference} points, tolerance "
                f"{verified.tolerance}) - {verified.message}")
@@ -289,6 +268,7 @@ def moderate(entry_id: str, flag_reason: str | None, unflag: bool, withdraw: boo
         elif withdraw:
             entry = moderation.withdraw(root, entry_id)
         else:
+            assert superseded_by is not None, "exactly one action was chosen above"
             entry = moderation.supersede(root, entry_id, superseded_by)
     click.echo(f"{entry.id}: {json.dumps(entry.moderation.model_dump())}")
 

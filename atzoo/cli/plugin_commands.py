@@ -13,7 +13,7 @@ import click
 
 from atzoo.cli.output import user_errors
 from atzoo.errors import AtzooError
-from atzoo.registry import KINDS, Entry, Registry, load_registry
+from atzoo.registry import KINDS, RegisteredItem, Registry, load_registry
 
 
 def _registry() -> Registry:
@@ -51,7 +51,7 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def _provider(entry: Entry) -> dict[str, str]:
+def _provider(entry: RegisteredItem) -> dict[str, str]:
     return {"qualified_name": entry.qualified_name, "plugin": entry.plugin,
             "distribution": entry.distribution, "version": entry.version}
 
@@ -110,7 +110,7 @@ def list_items(kind: str, pattern: str | None, as_json: bool) -> None:
     _console().print(table)
 
 
-def describe_entry(entry: Entry, registry: Registry) -> dict[str, Any]:
+def describe_entry(entry: RegisteredItem, registry: Registry) -> dict[str, Any]:
     """Everything worth knowing about one entry, as JSON-ready data."""
     item = _jsonable(entry.item)
     data: dict[str, Any] = {"kind": entry.kind, "name": entry.name, "provider": _provider(entry), "item": item}
@@ -120,7 +120,7 @@ def describe_entry(entry: Entry, registry: Registry) -> dict[str, Any]:
     return data
 
 
-def _method_recipe(entry: Entry, registry: Registry) -> dict[str, Any]:
+def _method_recipe(entry: RegisteredItem, registry: Registry) -> dict[str, Any]:
     from atzoo.config import build_train_config
 
     method = entry.item

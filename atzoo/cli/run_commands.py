@@ -114,7 +114,9 @@ def quickstart(data_root: Path, out_dir: Path, method: str, settings: tuple[str,
     metrics = read_json(run.file(METRICS_FILE))
     print_metrics(metrics, as_json=False)
     click.echo("Evaluating the same model at its random initialisation, for comparison ...")
-    print_comparison(evaluate_initialisation(run.path), metrics, ("random init", "trained"), console())
+    initial = evaluate_initialisation(run.path)
+    if initial is not None:
+        print_comparison(initial, metrics, ("random init", "trained"), console())
     minutes = (time.perf_counter() - started) / 60
     click.echo(f"Done in {minutes:.1f} min. Run directory: {run.path} "
                f"(model.safetensors, metrics.json, train_log.jsonl). Evaluate again with "

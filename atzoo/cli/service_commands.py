@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import click
@@ -30,7 +32,7 @@ class PositiveFinite(click.FloatRange):
 
 
 def _runner_dir(ctx: click.Context) -> Path:
-    return ctx.find_object(dict)["runner_dir"]
+    return ctx.ensure_object(dict)["runner_dir"]
 
 
 @click.group()
@@ -168,7 +170,7 @@ def logs(ctx: click.Context, job_id: int, tail: int | None) -> None:
         click.echo(f"job {job_id} {job.state}: {job.reason}", err=True)
 
 
-def _stale_after_option(help_text: str):
+def _stale_after_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option("--stale-after", type=PositiveFinite(), default=DEFAULT_STALE_AFTER_S, show_default=True,
                         metavar="SECONDS", help=help_text)
 

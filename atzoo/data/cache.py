@@ -17,7 +17,7 @@ import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -121,10 +121,14 @@ class ImageCache:
 
     def _build(self, records: Records, progress: bool, threads: int | None) -> None:
         paths = records.absolute_paths()
-        workers = threads or min(8, os.cpu_count() or 1)
+        with atomic_path(self.path) as tmp:
+            if len(paths):
+                self._decode_into(tmp, paths, progress, threads or min(8, os.cpu_count() or 1))
+
+    def _decode_into(self, tmp: Path, paths: Sequence[Path], progress: bool, workers: int) -> None:
         height, width = self.image_size
-        with atomic_path(self.path) as tmp, ThreadPoolExecutor(max_workers=workers) as pool:
-            target = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=self.shape) if len(paths) else None
+        target = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=self.shape)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             bar = tqdm(total=len(paths), desc=f"caching images at {height}x{width}", unit="img",
                        disable=None if progress else True, leave=False)
             for start in range(0, len(paths), BUILD_CHUNK):
@@ -133,9 +137,8 @@ class ImageCache:
                     target[start + offset] = image
                 bar.update(len(chunk))
             bar.close()
-            if target is not None:
-                target.flush()
-                del target
+        target.flush()
+        del target
 
     def _mapped(self) -> np.ndarray:
         if self._array is None:

@@ -88,7 +88,7 @@ def train_loader(train_set: TrainSet, config: TrainConfig, normalization: Normal
     on num_workers. With `config.cache` the decoded images are cached under `cache_dir` (default
     `$ATZOO_CACHE_DIR` or `~/.cache/atzoo`).
     """
-    image_size = tuple(config.image_size)
+    image_size = config.image_size
     transform = build_train_transform(image_size, normalization, pad=config.pad, flip=config.flip,
                                       erasing=config.erasing)
     cache = ImageCache(train_set.records, image_size, cache_dir) if config.cache else None

@@ -113,7 +113,7 @@ class PKSampler(Sampler):
         persons, starts = np.unique(self.person_labels[order], return_index=True)
         pools = {}
         for person, indices in zip(persons, np.split(order, starts[1:])):
-            if self.modality_balanced:
+            if self.modality_balanced and modality is not None:
                 split = {m: indices[modality[indices] == m] for m in (RGB, IR)}
                 pools[int(person)] = {m: v for m, v in split.items() if len(v)}
             else:

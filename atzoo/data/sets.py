@@ -8,7 +8,8 @@ import numpy as np
 
 from atzoo.data.layout import Records
 from atzoo.errors import DataError
-from atzoo.protocol import GALLERY_FLAGS, LT_PAIR, QUERY_FLAGS, SCENARIO_NAMES, ST_PAIR, TRAIN_FLAG, VAL_FLAG
+from atzoo.protocol import (GALLERY_FLAGS, LT_PAIR, QUERY_FLAGS, SCENARIO_NAMES, ST_PAIR, TEST_FLAGS, TRAIN_FLAG,
+                            VAL_FLAG)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def protocol_sets(records: Records) -> dict[str, Records]:
     sets = {
         "train": records.with_flags((TRAIN_FLAG,)),
         "val": records.with_flags((VAL_FLAG,)),
-        "test": records.with_flags(tuple(range(2, 11))),
+        "test": records.with_flags(TEST_FLAGS),
     }
     for pair in (ST_PAIR, LT_PAIR):
         sets[f"query-{pair.name}"] = records.with_flags(pair.query_flags)

@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -195,7 +196,7 @@ def _test_flags(rng: np.random.Generator, frames: int, infrared: bool) -> list[i
 def _person_clips(config: SynthConfig, person: int, is_train: bool) -> list[Clip]:
     rng = _rng(config, _PLAN, person)
     dates = np.sort(rng.choice(np.arange(1, MAX_DATES + 1), size=config.clothings, replace=False))
-    drafts = []
+    drafts: list[tuple[int, int, int, tuple[int, ...], list[int], tuple[str, ...]]] = []
     for clothing, date in enumerate(dates, start=1):
         cameras = np.concatenate([np.sort(rng.choice(RGB_CAMERAS, config.rgb_cameras, replace=False)),
                                   np.sort(rng.choice(IR_CAMERAS, config.ir_cameras, replace=False))])
@@ -203,16 +204,16 @@ def _person_clips(config: SynthConfig, person: int, is_train: bool) -> list[Clip
             step = int(rng.integers(1, 6))
             start = int(rng.integers(0, 10000 - step * config.frames))
             frames = tuple(start + step * np.arange(config.frames))
-            extensions = tuple(np.where(rng.random(config.frames) < config.png_share, ".png", ".jpg"))
+            extensions = tuple(str(e) for e in np.where(rng.random(config.frames) < config.png_share, ".png", ".jpg"))
             flags = ([TRAIN_FLAG] * config.frames if is_train
                      else _test_flags(rng, config.frames, int(camera) in IR_CAMERAS))
-            drafts.append([int(date), clothing, int(camera), tuple(int(f) for f in frames), flags, extensions])
+            drafts.append((int(date), clothing, int(camera), tuple(int(f) for f in frames), flags, extensions))
     if is_train:
         total = len(drafts) * config.frames
         held_out = rng.choice(total, size=round(config.val_share * total), replace=False)
         for index in held_out:
             drafts[index // config.frames][4][index % config.frames] = VAL_FLAG
-    return [Clip(person, date, clothing, camera, frames, tuple(flags), tuple(str(e) for e in extensions))
+    return [Clip(person, date, clothing, camera, frames, tuple(flags), extensions)
             for date, clothing, camera, frames, flags, extensions in drafts]
 
 
@@ -328,8 +329,9 @@ def _garment(rng: np.random.Generator, pattern_weights: Sequence[float], coverag
     while abs(_luminance(first) - _luminance(second)) < 70:
         second = _clothing_colour(rng)
     material = rng.uniform(-25, 25)
-    greys = tuple(float(np.clip(110 + material + 0.5 * (_luminance(c) - 128), 50, 185)) for c in (first, second))
-    return Garment(colours=(first, second), greys=greys,
+    grey_first, grey_second = (float(np.clip(110 + material + 0.5 * (_luminance(c) - 128), 50, 185))
+                               for c in (first, second))
+    return Garment(colours=(first, second), greys=(grey_first, grey_second),
                    pattern=PATTERNS[int(rng.choice(len(PATTERNS), p=pattern_weights))],
                    period=rng.uniform(0.035, 0.08), phase=rng.uniform(0, 2 * np.pi),
                    coverage=float(rng.choice(coverages)))
@@ -441,6 +443,16 @@ def _garment_colour(garment: Garment, u: np.ndarray, v: np.ndarray, infrared: bo
     return first + pattern[..., None].astype(np.float32) * (second - first)
 
 
+Coordinate = float | np.ndarray
+"""A position in body units: one for every frame, or an (F, 1, 1) array of per-frame positions."""
+Point = tuple[Coordinate, Coordinate]
+Bounds = tuple[Coordinate, Coordinate, Coordinate, Coordinate]
+DistanceFunction = Callable[[np.ndarray, np.ndarray], Any]
+"""(u, v) -> signed distance, or (signed distance, extra) where extra feeds a colour function."""
+ColourFunction = Callable[[np.ndarray, np.ndarray, Any], np.ndarray]
+Colour = np.ndarray | ColourFunction
+
+
 class Canvas:
     """A batch of frames with body coordinates, painted shape by shape with anti-aliased edges.
 
@@ -452,7 +464,7 @@ class Canvas:
     def __init__(self, image: np.ndarray, u: np.ndarray, v: np.ndarray, pixel: np.ndarray):
         self.image, self.u, self.v, self.pixel = image, u, v, pixel
 
-    def _window(self, u0, u1, v0, v1) -> tuple[slice, slice] | None:
+    def _window(self, u0: Coordinate, u1: Coordinate, v0: Coordinate, v1: Coordinate) -> tuple[slice, slice] | None:
         margin = 2 * self.pixel
         rows = np.flatnonzero(((self.v >= v0 - margin) & (self.v <= v1 + margin)).any(axis=0))
         cols = np.flatnonzero(((self.u >= np.minimum(u0, u1) - margin)
@@ -461,13 +473,13 @@ class Canvas:
             return None
         return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
-    def _paint(self, window, distance, colour) -> None:
+    def _paint(self, window: tuple[slice, slice], distance: np.ndarray, colour: np.ndarray) -> None:
         rows, cols = window
         alpha = _coverage(distance, self.pixel)[..., None]
         region = self.image[:, rows, cols]
         region += alpha * (colour - region)
 
-    def fill(self, bounds, signed_distance, colour) -> None:
+    def fill(self, bounds: Bounds, signed_distance: DistanceFunction, colour: Colour) -> None:
         """Paint where `signed_distance(u, v) < 0`; `colour` is RGB or a function of (u, v, extra)."""
         window = self._window(*bounds)
         if window is None:
@@ -479,22 +491,23 @@ class Canvas:
             distance, extra = distance
         self._paint(window, distance, colour(u, v, extra) if callable(colour) else colour)
 
-    def ellipse(self, cu, cv, ru, rv, colour, below: float | None = None) -> None:
-        def distance(u, v):
+    def ellipse(self, cu: Coordinate, cv: Coordinate, ru: float, rv: float, colour: Colour,
+                below: Coordinate | None = None) -> None:
+        def distance(u: np.ndarray, v: np.ndarray) -> np.ndarray:
             q = np.sqrt(((u - cu) / ru) ** 2 + ((v - cv) / rv) ** 2)
             inside = (q - 1) * min(ru, rv)
             return inside if below is None else np.maximum(inside, v - below)
         self.fill((cu - ru, cu + ru, cv - rv, cv + rv), distance, colour)
 
-    def box(self, u0, u1, v0, v1, colour) -> None:
+    def box(self, u0: Coordinate, u1: Coordinate, v0: Coordinate, v1: Coordinate, colour: Colour) -> None:
         self.fill((u0, u1, v0, v1), lambda u, v: np.maximum(np.maximum(u0 - u, u - u1), np.maximum(v0 - v, v - v1)),
                   colour)
 
-    def limb(self, a, b, radius, colour) -> None:
+    def limb(self, a: Point, b: Point, radius: float, colour: Colour) -> None:
         """A capsule from point a to point b; a colour function receives the position t in [0, 1] along it."""
         du, dv = b[0] - a[0], b[1] - a[1]
 
-        def distance(u, v):
+        def distance(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             t = np.clip(((u - a[0]) * du + (v - a[1]) * dv) / (du * du + dv * dv), 0, 1)
             return np.sqrt((u - a[0] - t * du) ** 2 + (v - a[1] - t * dv) ** 2) - radius, t
 
@@ -519,7 +532,7 @@ class Poses:
 def random_poses(rng: np.random.Generator, frames: int) -> Poses:
     phase = rng.uniform(0, 2 * np.pi) + np.arange(frames) * rng.uniform(0.5, 1.5)
 
-    def column(values) -> np.ndarray:
+    def column(values: np.ndarray) -> np.ndarray:
         return np.asarray(values, np.float32).reshape(frames, 1, 1)
 
     return Poses(dx=column(rng.normal(0, 0.015, frames)), dy=column(rng.normal(0, 0.008, frames)),
@@ -528,9 +541,9 @@ def random_poses(rng: np.random.Generator, frames: int) -> Poses:
                  brightness=column(rng.normal(0, 4, frames)))
 
 
-def _covered_or_skin(garment: Garment, infrared: bool, skin: np.ndarray):
+def _covered_or_skin(garment: Garment, infrared: bool, skin: np.ndarray) -> ColourFunction:
     """Colour function for a limb: the garment where it covers the limb, skin beyond."""
-    def colour(u, v, t):
+    def colour(u: np.ndarray, v: np.ndarray, t: np.ndarray) -> np.ndarray:
         return np.where((t < garment.coverage)[..., None], _garment_colour(garment, u, v, infrared), skin)
     return colour
 
@@ -592,7 +605,7 @@ def render_person(person: Person, outfit: Outfit, view: CameraView, background: 
     return canvas.image
 
 
-def _paint_accessory(canvas: Canvas, person: Person, head_u, shoulder_v: float, hip_v: float,
+def _paint_accessory(canvas: Canvas, person: Person, head_u: Coordinate, shoulder_v: float, hip_v: float,
                      infrared: bool) -> None:
     colour = _grey(person.accessory_ir) if infrared else person.accessory_colour
     r = person.head
@@ -819,6 +832,6 @@ def save_contact_sheet(path: str | os.PathLike, config: SynthConfig = DEFAULT,
     return path
 
 
-def with_overrides(config: SynthConfig, **overrides) -> SynthConfig:
+def with_overrides(config: SynthConfig, **overrides: Any) -> SynthConfig:
     """`config` with the given settings replaced (None values are ignored)."""
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})

@@ -32,7 +32,7 @@ def resize_image(image: Image.Image, image_size: tuple[int, int]) -> np.ndarray:
     """
     height, width = image_size
     if image.size != (width, height):
-        image = image.resize((width, height), Image.BILINEAR)
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
     return np.array(image.convert("RGB"), dtype=np.uint8)
 
 

@@ -77,14 +77,16 @@ def load_features(path: str | os.PathLike) -> FeatureSet:
         problem = value_problem(feats)
         if problem:
             raise FeaturesError(problem)
-        labels = check_labels(*(arrays[key] for key in LABEL_KEYS), n=feats.shape[0])
+        pid, clothes, camera, flag = (arrays[key] for key in LABEL_KEYS)
+        labels = check_labels(pid, clothes, camera, flag, n=feats.shape[0])
     except FeaturesError as error:
         raise FeaturesError(f"{path}: {error}") from None
     paths = arrays.get("paths")
     if paths is not None and (paths.shape != (feats.shape[0],) or paths.dtype.kind not in "US"):
         raise FeaturesError(f"{path}: paths must be {feats.shape[0]} strings, got {paths.dtype} {paths.shape}")
     feats = arrays["feats"] if arrays["feats"].ndim == 3 else feats[:, 0, :]
-    return FeatureSet(feats, *labels, paths=paths)
+    person, clothes_ids, cameras, flags = labels
+    return FeatureSet(feats, person, clothes_ids, cameras, flags, paths=paths)
 
 
 def save_features(path: str | os.PathLike, feats: Any, pid: Any, clothes: Any, camera: Any, flag: Any,
@@ -97,7 +99,7 @@ def save_features(path: str | os.PathLike, feats: Any, pid: Any, clothes: Any, c
     if problem:
         raise FeaturesError(f"not writing {path}: {problem}")
     labels = check_labels(pid, clothes, camera, flag, n=checked.shape[0])
-    arrays = {"feats": feats_np, **dict(zip(LABEL_KEYS, labels))}
+    arrays: dict[str, Any] = {"feats": feats_np, **dict(zip(LABEL_KEYS, labels))}
     if paths is not None:
         arrays["paths"] = np.asarray([str(p) for p in paths])
         if arrays["paths"].shape != (checked.shape[0],):

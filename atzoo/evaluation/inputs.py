@@ -14,10 +14,9 @@ import numpy as np
 
 from atzoo.errors import FeaturesError
 from atzoo.formats.features import MAX_FEATURE_MAGNITUDE, MAX_LABEL, UNLABELLED
-from atzoo.protocol import CAMERAS, FLAGS, SCENARIOS, modalities_of_cameras
+from atzoo.protocol import CAMERAS, FLAGS, SCENARIOS, TEST_FLAGS, modalities_of_cameras
 
 NUM_HEADS = len(SCENARIOS)
-TEST_FLAGS = tuple(range(2, 11))
 
 
 @dataclass(frozen=True)

@@ -214,16 +214,17 @@ def _case_results(similarity: torch.Tensor, index: SamePersonIndex, query: Label
     -inf for the count and then restored, so other cases can reuse the same block."""
     device = similarity.device
     matches, present, junk = _same_person_pairs(index, query, gallery, rule, rows)
-    saved = None
+    saved: tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     if junk.any():
         junk_rows, junk_slots = np.nonzero(junk)
-        saved = (torch.from_numpy(junk_rows).to(device), torch.from_numpy(matches[junk_rows, junk_slots]).to(device))
-        saved += (similarity[saved],)
-        similarity[saved[:2]] = -torch.inf
+        cells = (torch.from_numpy(junk_rows).to(device), torch.from_numpy(matches[junk_rows, junk_slots]).to(device))
+        saved = (cells, similarity[cells])
+        similarity[cells] = -torch.inf
     valid = torch.from_numpy(present & ~junk).to(device)
     results = _chunk_results(similarity, torch.from_numpy(matches).to(device), valid)
     if saved is not None:
-        similarity[saved[:2]] = saved[2]
+        cells, values = saved
+        similarity[cells] = values
     return results
 
 

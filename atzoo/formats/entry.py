@@ -20,7 +20,8 @@ from typing import Any, Literal
 from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator,
                       model_validator)
 
-from atzoo.errors import LeaderboardError
+from atzoo.errors import FormatError, LeaderboardError
+from atzoo.formats.jsonfile import parse_json
 from atzoo.protocol import ANY_TIME, SCENARIO_NAMES
 
 SCHEMA_VERSION = 1
@@ -355,13 +356,12 @@ def parse_entry(data: Any, source: str = "entry") -> Entry:
 
 
 def parse_entry_text(text: str, source: str = "entry") -> Entry:
+    """An :class:`Entry` from JSON text read strictly (duplicate keys, non-finite numbers and deep
+    nesting refused), or a :class:`LeaderboardError`."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise LeaderboardError(f"{source} is not valid JSON: {error.msg} at line {error.lineno}, "
-                               f"column {error.colno}") from None
-    except RecursionError:
-        raise LeaderboardError(f"{source} is nested too deeply to be a leaderboard entry") from None
+        data = parse_json(text, source)
+    except FormatError as error:
+        raise LeaderboardError(str(error)) from None
     return parse_entry(data, source)
 
 

@@ -13,6 +13,15 @@ from atzoo.formats.recipe import (EmbedDim, HeadTarget, InputSize, Neck, Normali
                                   ResolvedRecipe, ShortText)
 from atzoo.formats.runconfig import ClothesCount, PersonCount, ProtocolVersion
 
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+RESULTS = "results.json"
+CARD = "README.md"
+PACKAGE_FILES = (WEIGHTS, CONFIG, RESULTS, CARD)
+"""The files of a model package folder, and nothing else."""
+
+MAX_CONFIG_BYTES = 1024 * 1024
+
 DatasetRelease = Literal["403k", "135k", "synthetic"]
 Fingerprint = Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$", description="sha256, or empty when unknown")]
 
@@ -68,7 +77,7 @@ class PackageConfig(FormatModel):
 
 
 def read_package_config(path: str | os.PathLike[str]) -> PackageConfig:
-    return read_model(path, PackageConfig, max_bytes=1024 * 1024)
+    return read_model(path, PackageConfig, max_bytes=MAX_CONFIG_BYTES)
 
 
 def write_package_config(path: str | os.PathLike[str], config: PackageConfig) -> None:

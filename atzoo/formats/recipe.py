@@ -48,7 +48,7 @@ class Provider(Record):
                    version=entry.version)
 
 
-class LossTerm(TypedDict):
+class ResolvedLossTerm(TypedDict):
     """One weighted loss of the recipe; a plain dict at run time."""
 
     __pydantic_config__ = {"extra": "forbid"}  # type: ignore[misc]
@@ -71,7 +71,7 @@ class ResolvedRecipe(Record):
     normalization: Normalization
     heads: tuple[HeadTarget, ...] = Field(min_length=1, max_length=MAX_HEADS)
     neck: Neck
-    losses: tuple[LossTerm, ...] = Field(min_length=1, max_length=64)
+    losses: tuple[ResolvedLossTerm, ...] = Field(min_length=1, max_length=64)
     train: TrainConfig
     overrides: dict[str, Any] = Field(default_factory=dict)
 

@@ -143,11 +143,11 @@ def duplicate_problems(entry: Entry, snapshot: Snapshot, *, replacing: bool = Fa
             if not replacing:
                 problems.append(f"id: {entry.id!r} is already taken by an entry of the registry")
             continue
-        same_weights = (entry.weights is not None and other.weights is not None
-                        and entry.weights.sha256 == other.weights.sha256)
-        if (same_weights and entry.dataset.release == other.dataset.release
+        weights, other_weights = entry.weights, other.weights
+        same_weights = weights is not None and other_weights is not None and weights.sha256 == other_weights.sha256
+        if (weights is not None and same_weights and entry.dataset.release == other.dataset.release
                 and entry.dataset.protocol_version == other.dataset.protocol_version):
-            problems.append(f"weights: the same weights file (sha256 {entry.weights.sha256[:12]}...) is already "
+            problems.append(f"weights: the same weights file (sha256 {weights.sha256[:12]}...) is already "
                             f"entered for release {entry.dataset.release} as {other.id!r}")
     return problems
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import math
 import os
 import re
@@ -20,16 +19,20 @@ import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Iterator, Sequence
 
-from atzoo.errors import AtzooError, ChecksumError, HubError, LeaderboardError
+from atzoo.errors import AtzooError, ChecksumError, FormatError, HubError, LeaderboardError
+from atzoo.formats.jsonfile import parse_json
 from atzoo.io import read_json_checked
 from atzoo.formats.entry import (METRICS, TASK_FAMILIES, Entry, entry_problems, metrics_from_fractions,
                                       slugify)
 from atzoo.leaderboard.store import Snapshot, duplicate_problems, load_snapshot, write_entry
 from atzoo.package import CONFIG, FORMAT, RESULTS, WEIGHTS, ModelPackage, read_package
 from atzoo.protocol import ANY_TIME, EVALUATOR_VERSION, SCENARIO_NAMES
+
+if TYPE_CHECKING:
+    from atzoo.registry import Registry
 
 ANY_TIME_TOLERANCE = 1e-6
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -67,7 +70,7 @@ def _scenario_problems(name: str, values: Any, source: str) -> list[str]:
             problems.append(f"{source}: {name} lacks {metric}")
         elif not _is_number(value) or not 0.0 <= value <= 1.0:
             problems.append(f"{source}: {name} {metric} = {value!r} is not a fraction in [0, 1]")
-    ranks = [(metric, values.get(metric)) for metric in CMC if _is_number(values.get(metric))]
+    ranks = [(metric, float(values[metric])) for metric in CMC if _is_number(values.get(metric))]
     for (low_name, low), (high_name, high) in zip(ranks, ranks[1:]):
         if high < low:
             problems.append(f"{source}: {name} {high_name} ({high}) is below {low_name} ({low}); "
@@ -136,9 +139,9 @@ def read_safetensors_header(path: str | os.PathLike) -> dict[str, Any]:
                                    f"in a file of {size} bytes)")
         raw = handle.read(length)
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise LeaderboardError(f"{path}: damaged safetensors header (not valid JSON: {error})") from None
+        header = parse_json(raw, f"{path}'s safetensors header")
+    except FormatError as error:
+        raise LeaderboardError(f"{path}: damaged safetensors header ({error})") from None
     if not isinstance(header, dict):
         raise LeaderboardError(f"{path}: damaged safetensors header (expected a JSON object)")
     _check_tensors(path, header, size - 8 - length)
@@ -250,7 +253,7 @@ def _release_problems(config: dict[str, Any], dataset_release: str | None, sourc
     return []
 
 
-def _model_problems(package: ModelPackage, registry) -> list[str]:
+def _model_problems(package: ModelPackage, registry: Registry | None) -> list[str]:
     from atzoo.package import build_package_model
     from atzoo.registry import load_registry
 
@@ -338,7 +341,7 @@ def prepare_submission(source_dir: str | os.PathLike, *, weights_ref: str | None
                        extra_training_data: Sequence[str] = (), re_ranking: bool = False, tta: Sequence[str] = (),
                        query_expansion: bool = False, notes: str = "", dataset_release: str | None = None,
                        sha256: str | None = None, snapshot: Snapshot | None = None,
-                       registry=None, cross_results: str | os.PathLike | None = None) -> Submission:
+                       registry: Registry | None = None, cross_results: str | os.PathLike | None = None) -> Submission:
     """Check everything about a submission that needs no dataset; raise one
     :class:`LeaderboardError` listing every problem found, else return the entry.
 
@@ -359,6 +362,7 @@ def prepare_submission(source_dir: str | os.PathLike, *, weights_ref: str | None
         except HubError as error:
             raise LeaderboardError(f"--push: {error}") from None
     else:
+        assert weights_ref is not None, "weights_source_problem requires --weights-repo or --push"
         repo, revision = parse_weights_ref(weights_ref)
     if sha256 is not None and not SHA256.fullmatch(sha256):
         raise LeaderboardError(f"--sha256 {sha256!r} is not a sha256 (64 hex digits)")

@@ -18,7 +18,7 @@ import io
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from atzoo.errors import LeaderboardError
 from atzoo.formats.entry import METRICS, RELEASES, TASK_FAMILIES, Entry
@@ -170,7 +170,7 @@ def entry_row(entry: Entry, metric: str) -> dict[str, Any]:
     }
 
 
-def _sort_key(column: str):
+def _sort_key(column: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
     def key(row: dict[str, Any]) -> tuple:
         value = row[column]
         missing = value is None or value == ""
@@ -213,7 +213,8 @@ def build_table(snapshot: Snapshot, metric: str = "rank1", filters: Filters | No
     """The rows of one release that pass `filters`, plus the count of default-hidden entries."""
     check_metric(metric)
     filters = filters or Filters()
-    rows, hidden = [], Counter()
+    rows: list[dict[str, Any]] = []
+    hidden: Counter[str] = Counter()
     for entry in snapshot.entries:
         if not matches(entry, filters):
             continue

@@ -22,7 +22,7 @@ import platform
 from importlib import metadata
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atzoo.errors import AtzooError, DataError, HubError, LeaderboardError
 from atzoo.leaderboard.cross_verify import cross_differences, cross_targets, measure_cross, unavailable
@@ -33,13 +33,19 @@ from atzoo.package import SYNTHETIC_MANIFEST, ModelPackage
 from atzoo.protocol import SCENARIO_NAMES
 from atzoo.runner.cross_evaluation import CrossTarget
 
+if TYPE_CHECKING:
+    import torch
+
+    from atzoo.data import Records
+    from atzoo.registry import Registry
+
 DEFAULT_TOLERANCE = 0.5
 """Percentage points; see the module docstring for why."""
 WORST_SHOWN = 3
 STATUS_RANK = {"failed": 0, "mismatch": 1, "verified": 2}
 
 
-def _device(device: str | None):
+def _device(device: str | None) -> torch.device:
     import torch
 
     if device is None:
@@ -64,7 +70,7 @@ def check_release(data_root: Path, release: str) -> None:
                                f"was evaluated on the synthetic release; generate it with `atzoo synth`")
 
 
-def check_fingerprint(data_root: Path, records, entry: Entry) -> None:
+def check_fingerprint(data_root: Path, records: Records, entry: Entry) -> None:
     """A synthetic entry is verified only on the synthetic dataset it was measured on (same preset
     and seed), as recorded at submission. An AT-USTC copy's fingerprint may legitimately differ from
     the submitter's (another copy of the release), so it is not compared."""
@@ -86,6 +92,8 @@ def fetch_weights(entry: Entry, cache_dir: str | os.PathLike | None = None) -> M
     from atzoo.package import read_package
 
     weights = entry.weights
+    if weights is None:
+        raise LeaderboardError(f"entry {entry.id} names no weights (reported numbers only); there is nothing to fetch")
     try:
         pulled = pull(weights.repo, revision=weights.revision, sha256=weights.sha256, filename=weights.filename,
                       cache_dir=cache_dir, sha256_source="the entry's weights.sha256")
@@ -94,7 +102,7 @@ def fetch_weights(entry: Entry, cache_dir: str | os.PathLike | None = None) -> M
     return read_package(pulled.path)
 
 
-def _require_method(package: ModelPackage, registry) -> None:
+def _require_method(package: ModelPackage, registry: Registry) -> None:
     """A method that is not installed here is the verifier's problem, not the entry's: refuse."""
     method = package.config["method"]
     try:
@@ -106,7 +114,7 @@ def _require_method(package: ModelPackage, registry) -> None:
 
 
 def measure_package(package: ModelPackage, data_root: str | os.PathLike, *, device: str | None = None,
-                    registry=None, progress: bool = True) -> dict[str, Any]:
+                    registry: Registry | None = None, progress: bool = True) -> dict[str, Any]:
     """The runner's six-scenario results (fractions) of a package's model on `data_root`.
 
     This is :func:`atzoo.runner.evaluation.evaluate_model`, the path ``atzoo evaluate`` takes, with
@@ -115,26 +123,26 @@ def measure_package(package: ModelPackage, data_root: str | os.PathLike, *, devi
     return _measure(package, _test_records(Path(data_root)), _device(device), registry, progress)
 
 
-def _measure(package: ModelPackage, records, torch_device, registry, progress: bool,
-             cross: Sequence[CrossTarget] = ()) -> dict[str, Any]:
+def _measure(package: ModelPackage, records: Records, torch_device: torch.device, registry: Registry | None,
+             progress: bool, cross: Sequence[CrossTarget] = ()) -> dict[str, Any]:
     """The six-scenario results; with `cross`, also the cross-dataset figures under ``"cross"``."""
     from atzoo.package import build_package_model
     from atzoo.registry import load_registry
     from atzoo.runner.distributed import Context
     from atzoo.runner.evaluation import evaluate_model
-    from atzoo.runner.recipe import ResolvedRecipe
 
     registry = registry or load_registry()
-    recipe = ResolvedRecipe.from_json(package.config["recipe"])
+    recipe = package.spec.recipe
     model = build_package_model(package, registry).to(torch_device)
     context = Context(rank=0, world_size=1, local_rank=0, device=torch_device)
     measured = evaluate_model(model, records, recipe, context, progress=progress)
+    assert measured is not None, "a single process is rank 0, which gets the results"
     if cross:
         measured = {**measured, "cross": measure_cross(package, model, cross, context, progress)}
     return measured
 
 
-def _test_records(data_root: Path):
+def _test_records(data_root: Path) -> Records:
     """The dataset's records, its six scenarios' sets checked before any weights are fetched."""
     from atzoo.data import parse_root
     from atzoo.data.sets import require_test_sets
@@ -224,7 +232,7 @@ def _replacement_note(previous: Verified | None, status: str) -> str:
 
 
 def verify_entry(entry_path: str | os.PathLike, data_root: str | os.PathLike, *, signer: Signer,
-                 tolerance: float = DEFAULT_TOLERANCE, device: str | None = None, registry=None,
+                 tolerance: float = DEFAULT_TOLERANCE, device: str | None = None, registry: Registry | None = None,
                  progress: bool = True, cache_dir: str | os.PathLike | None = None,
                  registry_dir: str | os.PathLike | None = None,
                  cross: Sequence[tuple[str, str | os.PathLike]] = ()) -> Entry:

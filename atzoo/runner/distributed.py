@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -88,7 +89,7 @@ def broadcast_flag(value: bool, context: Context) -> bool:
     return bool(flag.item() > 0)
 
 
-def average_gradients(parameters, context: Context) -> None:
+def average_gradients(parameters: Iterable[torch.nn.Parameter], context: Context) -> None:
     """Average gradients of parameters that DDP does not wrap (a loss's learnable centres, say)."""
     if not context.distributed:
         return

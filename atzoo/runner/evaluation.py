@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,17 +16,18 @@ from atzoo.data.loaders import eval_loader
 from atzoo.data.sets import require_test_sets
 from atzoo.errors import AtzooError
 from atzoo.evaluation import evaluate_features
+from atzoo.protocol import SCENARIO_FLAGS
 from atzoo.runner import distributed
 from atzoo.runner.recipe import ResolvedRecipe, build_model
 from atzoo.runner.rundir import METRICS_FILE, MODEL, RunDir, open_run_dir
 
-TEST_FLAGS = (2, 3, 4, 5, 6, 7, 8, 9)
-
+if TYPE_CHECKING:
+    from atzoo.registry import Registry
 
 def protocol_test_records(records: Records) -> Records:
     """The images some scenario uses: query and gallery flags 2-9 (flag 10 is used by none)."""
     require_test_sets(records)
-    return records.with_flags(TEST_FLAGS)
+    return records.with_flags(SCENARIO_FLAGS)
 
 
 @torch.no_grad()
@@ -38,7 +39,7 @@ def extract_features(model: torch.nn.Module, records: Records, recipe: ResolvedR
     """
     shard = records.subset(np.arange(context.rank, len(records), context.world_size))
     config = recipe.train
-    loader = eval_loader(shard, tuple(config.image_size), recipe.normalization, batch_size=config.eval_batch_size,
+    loader = eval_loader(shard, config.image_size, recipe.normalization, batch_size=config.eval_batch_size,
                          num_workers=config.num_workers, use_cache=config.cache)
     was_training = model.training
     model.eval()
@@ -64,7 +65,7 @@ def evaluate_model(model: torch.nn.Module, records: Records, recipe: ResolvedRec
     return evaluate_features(features.numpy(), test.person, test.clothes, test.camera, test.flag)
 
 
-def load_run_model(run: RunDir, registry, device: torch.device) -> tuple[torch.nn.Module, ResolvedRecipe]:
+def load_run_model(run: RunDir, registry: Registry, device: torch.device) -> tuple[torch.nn.Module, ResolvedRecipe]:
     """Rebuild a run's model through the registry and load its final weights strictly."""
     config = run.read_config()
     recipe = config.recipe
@@ -78,8 +79,8 @@ def load_run_model(run: RunDir, registry, device: torch.device) -> tuple[torch.n
     return model.to(device).eval(), recipe
 
 
-def evaluate_run(run_dir: str | Path, data_root: str | Path | None = None, *, registry=None,
-                 progress: bool = True, skip_bad_names: bool = False) -> dict[str, Any]:
+def evaluate_run(run_dir: str | Path, data_root: str | Path | None = None, *, registry: Registry | None = None,
+                 progress: bool = True, skip_bad_names: bool = False) -> dict[str, Any] | None:
     """Evaluate a finished run on `data_root` (default: the dataset it was trained on) and write
     `metrics.json`."""
     from atzoo.registry import load_registry
@@ -100,7 +101,8 @@ def evaluate_run(run_dir: str | Path, data_root: str | Path | None = None, *, re
         distributed.teardown(context)
 
 
-def evaluate_initialisation(run_dir: str | Path, *, registry=None, progress: bool = True) -> dict[str, Any]:
+def evaluate_initialisation(run_dir: str | Path, *, registry: Registry | None = None,
+                            progress: bool = True) -> dict[str, Any] | None:
     """The metrics of a run's model as its training started (same recipe, same seed, no training):
     the floor a trained model must clear by a wide margin."""
     from atzoo.registry import load_registry

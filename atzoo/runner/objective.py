@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from atzoo.plugin import LossContext
+
+if TYPE_CHECKING:
+    from atzoo.registry import Registry
 
 
 def _is_batch_level(consumes: tuple[str, ...]) -> bool:
@@ -17,14 +21,15 @@ def _is_batch_level(consumes: tuple[str, ...]) -> bool:
 class Objective(nn.Module):
     """Holds the loss modules (their parameters train with the model) and combines them."""
 
-    def __init__(self, terms: list[dict[str, Any]], registry, context: LossContext, heads: tuple[str, ...]) -> None:
+    def __init__(self, terms: Sequence[Mapping[str, Any]], registry: Registry, context: LossContext,
+                 heads: tuple[str, ...]) -> None:
         super().__init__()
         self.terms = terms
         self.heads = heads
         self.specs = [registry.get("losses", term["loss"]).item for term in terms]
         self.modules_ = nn.ModuleList(spec.factory(context, **term["args"]) for spec, term in zip(self.specs, terms))
 
-    def _head_indices(self, term: dict[str, Any]) -> list[int]:
+    def _head_indices(self, term: Mapping[str, Any]) -> list[int]:
         return list(range(len(self.heads))) if term["heads"] == "each" else list(term["heads"])
 
     def forward(self, outputs: dict[str, Any], batch: dict[str, torch.Tensor],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -16,7 +18,8 @@ def _lr_multiplier(name: str, multipliers: dict[str, float]) -> float:
     return 1.0
 
 
-def parameter_groups(named_parameters, config: TrainConfig) -> list[dict]:
+def parameter_groups(named_parameters: Iterable[tuple[str, torch.nn.Parameter]],
+                     config: TrainConfig) -> list[dict[str, Any]]:
     """One group per (lr multiplier, weight decay) pair, in a deterministic order."""
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     for name, parameter in named_parameters:
@@ -28,7 +31,8 @@ def parameter_groups(named_parameters, config: TrainConfig) -> list[dict]:
             for (mult, decay), params in groups.items()]
 
 
-def build_optimizer(named_parameters, config: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(named_parameters: Iterable[tuple[str, torch.nn.Parameter]],
+                    config: TrainConfig) -> torch.optim.Optimizer:
     groups = parameter_groups(named_parameters, config)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)

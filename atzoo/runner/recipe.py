@@ -6,7 +6,7 @@ stores: with it (and the plugins it names) the model can be rebuilt anywhere.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -16,6 +16,9 @@ from atzoo.formats.model import validate_data
 from atzoo.formats.recipe import Provider, ResolvedRecipe
 from atzoo.model import ReIDModel
 from atzoo.plugin import LossContext
+
+if TYPE_CHECKING:
+    from atzoo.registry import Registry
 
 BACKBONE_PREFIX = "backbone."
 BACKBONE_SHORTCUTS = ("pretrained",)
@@ -31,7 +34,7 @@ def split_overrides(overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str
     return backbone, train
 
 
-def resolve_recipe(method_name: str, overrides: dict[str, Any], registry) -> ResolvedRecipe:
+def resolve_recipe(method_name: str, overrides: dict[str, Any], registry: Registry) -> ResolvedRecipe:
     method_entry = registry.get("methods", method_name)
     method = method_entry.item
     backbone_entry = registry.get("backbones", method.backbone)
@@ -56,7 +59,7 @@ def resolve_recipe(method_name: str, overrides: dict[str, Any], registry) -> Res
     ), ResolvedRecipe, f"the recipe of {method_entry.qualified_name} with these settings")
 
 
-def build_model(recipe: ResolvedRecipe, num_persons: int, num_clothes: int, registry) -> nn.Module:
+def build_model(recipe: ResolvedRecipe, num_persons: int, num_clothes: int, registry: Registry) -> nn.Module:
     """The backbone through its factory, wrapped with the method's neck and classifiers."""
     backbone_item = registry.get("backbones", recipe.backbone.qualified_name).item
     try:

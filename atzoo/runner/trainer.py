@@ -12,17 +12,17 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import save_model
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from atzoo.data import build_train_set, parse_root
+from atzoo.data import Records, build_train_set, parse_root
 from atzoo.data.cache import dataset_fingerprint
 from atzoo.data.loaders import train_loader, train_sampler
-from atzoo.data.sets import require_test_sets
+from atzoo.data.sets import TrainSet, require_test_sets
 from atzoo.errors import AtzooError
 from atzoo.formats.checkpoint import weights_metadata
 from atzoo.formats.runconfig import RunConfig
@@ -38,6 +38,9 @@ from atzoo.runner.recipe import ResolvedRecipe, build_model, loss_context, resol
 from atzoo.runner.rundir import (CHECKPOINT, DATASET, ENVIRONMENT, METRICS_FILE, MODEL, RunDir, new_run_dir,
                                  open_run_dir)
 from atzoo.weights_bytes import sort_metadata
+
+if TYPE_CHECKING:
+    from atzoo.registry import Registry
 
 
 class TrainingError(AtzooError):
@@ -60,20 +63,20 @@ def _resolve_for_resume(run: RunDir, method: str, overrides: dict[str, Any]) -> 
     return recipe, saved
 
 
-def _records_and_sets(data_root: Path, skip_bad_names: bool):
+def _records_and_sets(data_root: Path, skip_bad_names: bool) -> tuple[Records, TrainSet]:
     records = parse_root(data_root, skip_bad_names=skip_bad_names)
     train_set = build_train_set(records)
     require_test_sets(records)
     return records, train_set
 
 
-def _dataset_info(records, train_set) -> dict[str, Any]:
+def _dataset_info(records: Records, train_set: TrainSet) -> dict[str, Any]:
     return {"fingerprint": dataset_fingerprint(records), "images": len(records),
             "train_images": len(train_set), "train_persons": train_set.num_persons,
             "train_clothes": train_set.num_clothes}
 
 
-def _autocast(recipe: ResolvedRecipe, device: torch.device):
+def _autocast(recipe: ResolvedRecipe, device: torch.device) -> torch.autocast:
     enabled = recipe.train.amp and device.type == "cuda"
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
@@ -85,7 +88,8 @@ def _write_model(run: RunDir, model: torch.nn.Module, recipe: ResolvedRecipe) ->
 
 
 def train(method: str, data_root: str | Path | None, out_dir: str | Path, overrides: dict[str, Any] | None = None,
-          *, resume: bool = False, registry=None, progress: bool = True, skip_bad_names: bool = False) -> RunDir:
+          *, resume: bool = False, registry: Registry | None = None, progress: bool = True,
+          skip_bad_names: bool = False) -> RunDir:
     """Train `method` on the dataset at `data_root`, write the run to `out_dir`, evaluate it.
 
     Everything the user can get wrong (method, settings, data) is checked before the run
@@ -134,7 +138,8 @@ def _remove_unstarted_run(run: RunDir) -> None:
         shutil.rmtree(run.path, ignore_errors=True)
 
 
-def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records, train_set, registry,
+def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records: Records, train_set: TrainSet,
+           registry: Registry,
            context: distributed.Context, resume: bool, progress: bool) -> RunDir:
     config = recipe.train
     device = context.device
@@ -150,7 +155,7 @@ def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records, train_
 
     torch.manual_seed(config.seed)
     model = build_model(recipe, train_set.num_persons, train_set.num_clothes, registry).to(device)
-    objective = Objective(list(recipe.losses), registry, loss_context(recipe, model, train_set.num_persons,
+    objective = Objective(recipe.losses, registry, loss_context(recipe, model, train_set.num_persons,
                                                                       train_set.num_clothes), recipe.heads).to(device)
     optimizer = build_optimizer(itertools.chain(model.named_parameters(), objective.named_parameters(prefix="losses")),
                                 config)

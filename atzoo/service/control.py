@@ -55,24 +55,14 @@ def _require_data_root(data_root: Path) -> None:
 
 
 def validate_entry_args(entry_args: list[str] | tuple[str, ...]) -> None:
-    """Parse the arguments of the job's `atzoo submit RUN_DIR ARGS...` step with that command's own parser
-    (nothing runs, and `--help` is no option there), so a missing required option or an unknown one is
-    refused now, not after training."""
-    import click
-
-    from atzoo.cli.leaderboard_commands import submit
-
-    from atzoo.leaderboard.submit import weights_source_problem
+    """Parse the arguments of the job's `atzoo submit RUN_DIR ARGS...` step as that command does
+    (nothing runs), so a missing required option or an unknown one is refused now, not after training."""
+    from atzoo.leaderboard.submit_options import parse_submit_args
 
     try:
-        context = submit.make_context("atzoo submit", [ENTRY_RUN_PLACEHOLDER, *entry_args],
-                                      resilient_parsing=False, help_option_names=[])
-    except click.ClickException as error:
-        raise ServiceError(f"entry arguments {list(entry_args)} are not valid for `atzoo submit`: "
-                           f"{error.format_message()}") from None
-    problem = weights_source_problem(context.params["weights_ref"], context.params["push_to"])
-    if problem:
-        raise ServiceError(f"entry arguments {list(entry_args)} are not valid for `atzoo submit`: {problem}")
+        parse_submit_args([ENTRY_RUN_PLACEHOLDER, *entry_args])
+    except LeaderboardError as error:
+        raise ServiceError(f"entry arguments {list(entry_args)} are not valid for `atzoo submit`: {error}") from None
 
 
 def _check_limits(time_limit_s: float | None, memory_limit_gb: float | None) -> None:
@@ -108,8 +98,8 @@ def submit_verify(runner_dir: str | os.PathLike, entry: str | os.PathLike, data_
     if not entry.is_file():
         raise ServiceError(f"leaderboard entry {entry} does not exist (expected an entry JSON file)")
     try:
-        content = json.loads(entry.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        content = read_json(entry)
+    except FormatError as error:
         raise ServiceError(f"leaderboard entry {entry} is not readable JSON: {error}") from None
     if not isinstance(content, dict):
         raise ServiceError(f"leaderboard entry {entry} must hold a JSON object, found {type(content).__name__}")
