@@ -229,7 +229,7 @@ def replace_folder(staged: Path, out: Path) -> None:
 
 
 def package_folder_only(folder: Path) -> bool:
-    from atzoo.package import PACKAGE_FILES
+    from atzoo.formats.packageconfig import PACKAGE_FILES
 
     names = _entries(folder)
     return bool(names) and set(names) <= set(PACKAGE_FILES)

@@ -286,7 +286,7 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, datase
         write_package_config(staged / CONFIG, config)
         write_json(staged / RESULTS, results)
         write_text_atomic(staged / CARD, model_card(model_data(config), results, license))
-        guard(staged)
+        guard(staged, model_tensors=package_tensors)
         _swap_into_place(staged, out)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
@@ -360,6 +360,21 @@ def build_package_architecture(package: ModelPackage, registry: Registry | None 
         raise PackageError(f"{package.path / CONFIG} names a method the registry does not know: {error}") from None
     with torch.device(device):
         return build_model(package.spec.recipe, package.spec.num_persons, package.spec.num_clothes, registry)
+
+
+def package_tensors(folder: Path) -> dict[str, tuple[tuple[int, ...], str]] | None:
+    """name -> (shape, safetensors dtype) of the model the package's config at `folder` describes,
+    built without weights on the meta device (what the upload guard holds the weights to); None when
+    the config cannot be read (the guard and the push report that on their own)."""
+    from atzoo.uploadguard import TORCH_TO_SAFETENSORS
+
+    try:
+        package = read_package(folder)
+    except AtzooError:
+        return None
+    model = build_package_architecture(package)
+    return {name: (tuple(tensor.shape), TORCH_TO_SAFETENSORS.get(str(tensor.dtype).removeprefix("torch."), "?"))
+            for name, tensor in model.state_dict().items()}
 
 
 DTYPE_CLASSES = {"floating point": ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"),

@@ -27,19 +27,16 @@ import math
 import os
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atzoo.errors import AtzooError, HubError, UploadBlockedError
+from atzoo.errors import HubError, UploadBlockedError
+from atzoo.formats.packageconfig import CARD, CONFIG, PACKAGE_FILES, RESULTS, WEIGHTS
 from atzoo.formats.special import kind_of
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-RESULTS = "results.json"
-CARD = "README.md"
-ALLOWED_FILES = (WEIGHTS, CONFIG, RESULTS, CARD)
+ALLOWED_FILES = PACKAGE_FILES
 JSON_FILES = (CONFIG, RESULTS)
 TEXT_FILES = (CONFIG, RESULTS, CARD)
 TEXT_LIMIT_BYTES = {CONFIG: 1 << 20, RESULTS: 256 << 10, CARD: 256 << 10}
@@ -365,27 +362,17 @@ def weights_offences(path: Path, expected: dict[str, tuple[tuple[int, ...], str]
     return problems
 
 
-def expected_tensors(folder: Path) -> dict[str, tuple[tuple[int, ...], str]] | None:
-    """name -> (shape, safetensors dtype) of the model the package's config describes, built without
-    weights (on the meta device); None when the config cannot be read (reported on its own)."""
-    from atzoo.package import build_package_architecture, read_package
-
-    try:
-        package = read_package(folder)
-    except AtzooError:
-        return None
-    model = build_package_architecture(package)
-    return {name: (tuple(tensor.shape), TORCH_TO_SAFETENSORS.get(str(tensor.dtype).removeprefix("torch."), "?"))
-            for name, tensor in model.state_dict().items()}
-
-
 # ---------------------------------------------------------------------------------------------
 # the folder
 
 
-def scan_folder(folder: str | os.PathLike, *, check_model: bool = True) -> list[Offender]:
+ExpectedTensors = Callable[[Path], "dict[str, tuple[tuple[int, ...], str]] | None"]
+
+
+def scan_folder(folder: str | os.PathLike, *, model_tensors: ExpectedTensors | None = None) -> list[Offender]:
     """Every entry of `folder` that must not be uploaded, with the reason; empty when it is clean.
-    With `check_model`, the weights are compared with the model the config describes."""
+    `model_tensors(folder)` gives name -> (shape, safetensors dtype) of the model the package's config
+    describes (`atzoo.package.package_tensors`); the weights must hold exactly those."""
     folder = Path(folder)
     offenders: list[Offender] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
@@ -397,14 +384,14 @@ def scan_folder(folder: str | os.PathLike, *, check_model: bool = True) -> list[
             if offence:
                 offenders.append(Offender(relative, offence))
                 continue
-            offenders += [Offender(relative, problem) for problem in _content_offences(folder, relative, check_model)]
+            offenders += [Offender(relative, problem) for problem in _content_offences(folder, relative, model_tensors)]
     return offenders
 
 
-def _content_offences(folder: Path, name: str, check_model: bool) -> list[str]:
+def _content_offences(folder: Path, name: str, model_tensors: ExpectedTensors | None) -> list[str]:
     path = folder / name
     if name == WEIGHTS:
-        return weights_offences(path, expected_tensors(folder) if check_model else None)
+        return weights_offences(path, model_tensors(folder) if model_tensors else None)
     size = os.path.getsize(path)
     if size > TEXT_LIMIT_BYTES[name]:
         return [f"{size} bytes, more than the {TEXT_LIMIT_BYTES[name]} a {name} needs"]
@@ -418,12 +405,12 @@ def _content_offences(folder: Path, name: str, check_model: bool) -> list[str]:
     return [problem] if problem else []
 
 
-def guard(folder: str | os.PathLike, *, check_model: bool = True) -> None:
+def guard(folder: str | os.PathLike, *, model_tensors: ExpectedTensors | None = None) -> None:
     """Raise `UploadBlockedError` listing every offender in `folder` (see `scan_folder`)."""
     folder = Path(folder)
     if folder.is_symlink() or not folder.is_dir():
         raise HubError(f"{folder} is not a folder; push a package made by `atzoo export`")
-    offenders = scan_folder(folder, check_model=check_model)
+    offenders = scan_folder(folder, model_tensors=model_tensors)
     if offenders:
         listed = "\n  ".join(str(o) for o in offenders)
         raise UploadBlockedError(f"upload blocked: {folder} holds {len(offenders)} problem(s); nothing may leave "
