@@ -232,8 +232,9 @@ def test_queue_rows_have_the_shape_the_app_reads(runner):
         queue.finish(claim.job, "failed", reason="verify step exited with status 1")
     (row,) = queue_rows(runner.path)
     assert set(row) == {"id", "kind", "target", "state", "attempts", "submitted", "started", "finished",
-                        "duration_s", "reason"}
+                        "duration_s", "reason", "backend"}
     assert (row["kind"], row["target"], row["state"], row["attempts"]) == ("verify", "entry.json", "failed", 1)
+    assert row["backend"] == "local"
     assert row["submitted"].endswith("+00:00") and row["duration_s"] >= 0
     assert row["reason"] == "verify step exited with status 1"
 

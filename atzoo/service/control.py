@@ -13,14 +13,17 @@ from typing import Any
 
 from atzoo.errors import FormatError, LeaderboardError, ServiceError
 from atzoo.formats.jsonfile import read_json
+from atzoo.service import slurm
 from atzoo.service.jobs import train_spec, verify_spec
 from atzoo.service.processes import kill_job_processes
 from atzoo.service.queue import (JOB_RECORD, JOB_RECORD_FORMAT, RECOVER_HINT, TERMINAL, DamagedRow, Job, Queue,
                                  open_queue, row_problem)
-from atzoo.service.runnerdir import JOBS, RunnerDir, open_runner_dir
+from atzoo.service.runnerdir import JOBS, MARKER, RunnerDir, open_runner_dir
+from atzoo.service.slurm import SyncReport
+from atzoo.service.slurm_options import SlurmOptions, read_defaults, write_defaults
+from atzoo.service.worker import DEFAULT_STALE_AFTER_S
 
 BACKBONE_PREFIX = "backbone."
-DEFAULT_STALE_AFTER_S = 60.0
 ENTRY_RUN_PLACEHOLDER = "JOB_RUN_DIR"
 ENTRY_PROBLEMS_SHOWN = 3
 WORKER_GONE = "cancelled by request (its worker was gone)"
@@ -30,14 +33,20 @@ DAMAGED = "damaged"
 def validate_train_request(method: str, data_root: Path, settings: list[str]) -> str:
     """Refuse what would fail at once on a worker: an unknown method, a malformed or unknown `--set`,
     a missing dataset. Returns the method's qualified name."""
+    return _checked_train_request(method, data_root, settings)[0]
+
+
+def _checked_train_request(method: str, data_root: Path, settings: list[str]) -> tuple[str, int]:
+    """`validate_train_request`, also returning how many epochs pass between checkpoints."""
     from atzoo.config import build_train_config, parse_overrides
     from atzoo.registry import load_registry
 
     entry = load_registry().get("methods", method)
     overrides = parse_overrides(settings)
-    build_train_config(entry.item.train, {k: v for k, v in overrides.items() if not k.startswith(BACKBONE_PREFIX)})
+    config = build_train_config(entry.item.train,
+                                {k: v for k, v in overrides.items() if not k.startswith(BACKBONE_PREFIX)})
     _require_data_root(data_root)
-    return entry.qualified_name
+    return entry.qualified_name, config.checkpoint_every
 
 
 def _require_data_root(data_root: Path) -> None:
@@ -94,6 +103,14 @@ def submit_verify(runner_dir: str | os.PathLike, entry: str | os.PathLike, data_
     """Validate and enqueue the verification of a leaderboard entry file; returns the job id. Only a
     valid entry that names weights (a submission, not a paper's reported row) can be verified."""
     _check_limits(time_limit_s, memory_limit_gb)
+    entry, data_root = _checked_verify_request(entry, data_root)
+    runner = open_runner_dir(runner_dir, create=True)
+    with open_queue(runner) as queue:
+        return queue.submit("verify", entry.name, verify_spec(entry, data_root), time_limit_s=time_limit_s,
+                            memory_limit_gb=memory_limit_gb)
+
+
+def _checked_verify_request(entry: str | os.PathLike, data_root: str | os.PathLike) -> tuple[Path, Path]:
     entry, data_root = Path(entry).resolve(), Path(data_root).resolve()
     if not entry.is_file():
         raise ServiceError(f"leaderboard entry {entry} does not exist (expected an entry JSON file)")
@@ -105,10 +122,101 @@ def submit_verify(runner_dir: str | os.PathLike, entry: str | os.PathLike, data_
         raise ServiceError(f"leaderboard entry {entry} must hold a JSON object, found {type(content).__name__}")
     _require_verifiable(entry)
     _require_data_root(data_root)
+    return entry, data_root
+
+
+@dataclass(frozen=True)
+class SlurmSubmission:
+    """A job given to the Slurm backend: its atzoo id, its Slurm job id once Slurm has it (None while the
+    controller is unreachable: it stays queued in the runner directory), and warnings to show."""
+
+    job_id: int
+    slurm_job: str | None
+    warnings: tuple[str, ...] = ()
+
+
+def submit_slurm_train(runner_dir: str | os.PathLike, method: str, data_root: str | os.PathLike,
+                       settings: list[str], options: SlurmOptions, *, entry: bool = False,
+                       entry_args: list[str] | tuple[str, ...] = ()) -> SlurmSubmission:
+    """Validate a training job like `submit_train`, then record it and submit it to Slurm."""
+    slurm.require_client()
+    if entry_args and not entry:
+        raise ServiceError(f"entry arguments {list(entry_args)} given without --entry")
+    data_root = Path(data_root).resolve()
+    qualified, checkpoint_every = _checked_train_request(method, data_root, settings)
+    if entry:
+        validate_entry_args(entry_args)
+    spec = train_spec(qualified, data_root, settings, entry=entry, entry_args=entry_args)
+    return _submit_to_slurm(runner_dir, "train", qualified, spec, options, checkpoint_every)
+
+
+def submit_slurm_verify(runner_dir: str | os.PathLike, entry: str | os.PathLike, data_root: str | os.PathLike,
+                        options: SlurmOptions) -> SlurmSubmission:
+    """Validate a verification job like `submit_verify`, then record it and submit it to Slurm."""
+    slurm.require_client()
+    entry, data_root = _checked_verify_request(entry, data_root)
+    if options.nodes not in (None, 1) or options.tasks != 1:
+        raise ServiceError("a verify job runs one process: leave --nodes, --tasks-per-node and --gpus-per-node "
+                           "at 1 or unset")
+    return _submit_to_slurm(runner_dir, "verify", entry.name, verify_spec(entry, data_root), options, None)
+
+
+def _defaults_of(runner_dir: str | os.PathLike) -> SlurmOptions:
+    path = Path(runner_dir)
+    if not (path / MARKER).is_file():
+        return SlurmOptions()
+    return read_defaults(open_runner_dir(path))
+
+
+def _submit_to_slurm(runner_dir: str | os.PathLike, kind: str, target: str, spec: dict[str, Any],
+                     options: SlurmOptions, checkpoint_every: int | None) -> SlurmSubmission:
+    options = slurm.resolve_options(options.over(_defaults_of(runner_dir)))
+    unreachable = None
+    try:
+        slurm.preflight(options, f"the job `{kind} {target}`")
+    except slurm.ControllerUnreachable as error:
+        unreachable = str(error)
     runner = open_runner_dir(runner_dir, create=True)
+    warnings = []
     with open_queue(runner) as queue:
-        return queue.submit("verify", entry.name, verify_spec(entry, data_root), time_limit_s=time_limit_s,
-                            memory_limit_gb=memory_limit_gb)
+        if checkpoint_every is not None:
+            warning = slurm.time_limit_warning(runner, queue, target, options, checkpoint_every)
+            if warning:
+                warnings.append(warning)
+        gpus = max(1, (options.nodes or 1) * (options.gpus_per_node or 0))
+        job_id = queue.submit(kind, target, spec, gpus=gpus, backend="slurm")
+        slurm.record_job(runner, queue.get(job_id), options)
+        if unreachable is not None:
+            slurm.defer(runner, job_id, unreachable)
+            warnings.append(f"the Slurm controller is unreachable ({unreachable}); job {job_id} stays queued in "
+                            f"{runner.path} and is submitted when the controller is back (`atzoo runner status` "
+                            f"or `atzoo runner sync`)")
+            return SlurmSubmission(job_id, None, tuple(warnings))
+        report = slurm.sync(runner, queue, job_ids={job_id})
+        for refused_id, message in report.refused:
+            raise ServiceError(f"Slurm refused job {refused_id} ({kind} {target}): {message}; it is recorded as "
+                               f"failed")
+        for deferred_id, message in report.deferred:
+            warnings.append(f"the Slurm controller is unreachable ({message}); job {deferred_id} stays queued and "
+                            f"is submitted when the controller is back (`atzoo runner status` or `atzoo runner sync`)")
+        slurm_job = slurm.details(runner).get(job_id, {}).get("slurm_job")
+    return SlurmSubmission(job_id, slurm_job, tuple(warnings))
+
+
+def sync_slurm(runner_dir: str | os.PathLike) -> SyncReport:
+    """Submit the Slurm jobs that wait for the controller and refresh the others' states."""
+    runner, queue = _existing_queue(runner_dir)
+    with queue:
+        return slurm.sync(runner, queue)
+
+
+def slurm_defaults(runner_dir: str | os.PathLike, options: SlurmOptions | None = None, *,
+                   clear: bool = False) -> SlurmOptions:
+    """Read (no options), extend, or with `clear` replace the runner directory's Slurm defaults."""
+    if options is None and not clear:
+        return _defaults_of(runner_dir)
+    runner = open_runner_dir(runner_dir, create=True)
+    return write_defaults(runner, options or SlurmOptions(), merge=not clear)
 
 
 def _require_verifiable(path: Path) -> None:
@@ -150,6 +258,9 @@ def cancel_job(runner_dir: str | os.PathLike, job_id: int, *, stale_after_s: flo
     cancelled here, after any of its processes left on this machine are killed."""
     runner, queue = _existing_queue(runner_dir)
     with queue:
+        job = _job(runner, queue, job_id)
+        if job.backend == "slurm":
+            return slurm.cancel(runner, queue, job)
         job = queue.request_cancel(job_id)
         if job.state == "running" and (job.heartbeat or 0) < time.time() - stale_after_s:
             kill_job_processes(runner.identity, job_id)
@@ -159,22 +270,56 @@ def cancel_job(runner_dir: str | os.PathLike, job_id: int, *, stale_after_s: flo
 
 
 def retry_job(runner_dir: str | os.PathLike, job_id: int) -> Job:
-    _, queue = _existing_queue(runner_dir)
+    """Queue a failed or cancelled job again; a Slurm job is submitted to Slurm again at once."""
+    runner, queue = _existing_queue(runner_dir)
     with queue:
-        return queue.retry(job_id)
+        job = _job(runner, queue, job_id)
+        if job.backend != "slurm" or job.state not in ("failed", "cancelled"):
+            return queue.retry(job_id)
+        slurm.prepare_retry(runner, job)
+        queue.retry(job_id)
+        slurm.sync(runner, queue, job_ids={job_id})
+        return queue.get(job_id)
+
+
+def _job(runner: RunnerDir, queue: Queue, job_id: int) -> Job:
+    """The job, or an error that also says whose job JOB_ID is when it is a Slurm job id."""
+    try:
+        return queue.get(job_id)
+    except ServiceError as error:
+        hint = slurm.foreign_job_hint(runner, job_id)
+        if hint:
+            raise ServiceError(f"{error}. {hint}") from None
+        raise
 
 
 def job_log_path(runner_dir: str | os.PathLike, job_id: int) -> Path:
     runner, queue = _existing_queue(runner_dir)
     with queue:
-        queue.get(job_id)
+        _job(runner, queue, job_id)
     return runner.job_log(job_id)
 
 
 def get_job(runner_dir: str | os.PathLike, job_id: int) -> Job:
-    _, queue = _existing_queue(runner_dir)
+    runner, queue = _existing_queue(runner_dir)
     with queue:
-        return queue.get(job_id)
+        return _job(runner, queue, job_id)
+
+
+def job_record(runner_dir: str | os.PathLike, job_id: int) -> dict[str, Any]:
+    """Everything the runner directory keeps about a job: its row, request, run folder, log, and for a
+    Slurm job its options, commands, Slurm job ids and state history."""
+    runner, queue = _existing_queue(runner_dir)
+    with queue:
+        job = _job(runner, queue, job_id)
+    slurm_info = slurm.details(runner).get(job.id) if job.backend == "slurm" else None
+    record = {**job_row(job, slurm_info=slurm_info), "spec": job.spec, "result": job.result,
+              "log": str(runner.job_log(job.id)), "events": str(runner.job_events(job.id))}
+    if job.kind == "train":
+        record["run"] = str(runner.job_run(job.id))
+    if job.backend == "slurm":
+        record["slurm"] = slurm.describe(runner, job)
+    return record
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -183,9 +328,10 @@ def _iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds")
 
 
-def job_row(job: Job, now: float | None = None) -> dict[str, Any]:
+def job_row(job: Job, now: float | None = None, *, slurm_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """The shape `status --json` prints and the app's queue view shows. A running job whose heartbeat
-    stopped says so in its reason, so a stuck queue is visible rather than merely slow."""
+    stopped says so in its reason, so a stuck queue is visible rather than merely slow. A Slurm job's
+    row adds its Slurm job id, the scheduler's state, its node, and Slurm's elapsed time as duration."""
     now = now or time.time()
     end = job.finished if job.finished is not None else now if job.state == "running" else None
     duration = round(end - job.started, 1) if end is not None and job.started is not None else None
@@ -197,9 +343,16 @@ def job_row(job: Job, now: float | None = None) -> dict[str, Any]:
         if silent > DEFAULT_STALE_AFTER_S:
             reason = (f"no heartbeat for {silent:.0f} s: its worker is gone or stuck; a running worker takes the "
                       f"job over and resumes it")
-    return {"id": job.id, "kind": job.kind, "target": job.target, "state": job.state, "attempts": job.attempts,
-            "submitted": _iso(job.submitted), "started": _iso(job.started), "finished": _iso(job.finished),
-            "duration_s": duration, "reason": reason}
+    row = {"id": job.id, "kind": job.kind, "target": job.target, "state": job.state, "attempts": job.attempts,
+           "submitted": _iso(job.submitted), "started": _iso(job.started), "finished": _iso(job.finished),
+           "duration_s": duration, "reason": reason, "backend": job.backend}
+    if job.backend == "slurm":
+        info = slurm_info or {}
+        if info.get("elapsed_s") is not None:
+            row["duration_s"] = info["elapsed_s"]
+        row.update({"slurm_job": info.get("slurm_job"), "scheduler_state": info.get("scheduler_state"),
+                    "node": info.get("node")})
+    return row
 
 
 def queue_rows(runner_dir: str | os.PathLike, *, missing_ok: bool = True) -> list[dict[str, Any]]:
@@ -211,21 +364,23 @@ def queue_rows(runner_dir: str | os.PathLike, *, missing_ok: bool = True) -> lis
     never_used = not path.exists() or (path.is_dir() and not any(path.iterdir()))
     if missing_ok and (never_used or _no_queue_yet(open_runner_dir(path))):
         return []
-    _, queue = _existing_queue(path)
+    runner, queue = _existing_queue(path)
     now = time.time()
     with queue:
         jobs, damaged = queue.scan()
         known = {job.id for job in jobs} | {row.id for row in damaged}
         orphans = [DamagedRow(job_id, f"job folder jobs/{job_id} has no row in the queue; {RECOVER_HINT}")
                    for job_id in queue.job_folder_ids() if job_id not in known]
-    rows = [job_row(job, now) for job in jobs] + [damaged_row(row) for row in [*damaged, *orphans]]
+    slurm_info = slurm.details(runner) if any(job.backend == "slurm" for job in jobs) else {}
+    rows = ([job_row(job, now, slurm_info=slurm_info.get(job.id)) for job in jobs]
+            + [damaged_row(row) for row in [*damaged, *orphans]])
     return sorted(rows, key=lambda row: row["id"] if isinstance(row["id"], int) else -1)
 
 
 def damaged_row(row: DamagedRow) -> dict[str, Any]:
     """A row that cannot be read, in the shape of `job_row`, with state `damaged` and the problem."""
     return {"id": row.id, "kind": "?", "target": "", "state": DAMAGED, "attempts": 0, "submitted": None,
-            "started": None, "finished": None, "duration_s": None, "reason": row.problem}
+            "started": None, "finished": None, "duration_s": None, "reason": row.problem, "backend": "?"}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ an attempt that resumes after its worker was lost redoes only what is missing.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import sys
 from dataclasses import dataclass
@@ -107,3 +109,21 @@ def job_result(job: Job, runner: RunnerDir) -> dict[str, Any]:
             result["entry_submitted"] = True
         return result
     return {"entry": job.spec["entry"]}
+
+
+def read_events(events: Path) -> list[dict[str, Any]]:
+    """The job's events (start and end of each attempt); a line torn by a crash is skipped."""
+    if not events.is_file():
+        return []
+    found = []
+    for line in events.read_text(encoding="utf-8", errors="replace").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            event = json.loads(line)
+            if isinstance(event, dict):
+                found.append(event)
+    return found
+
+
+def count_starts(events: Path) -> int:
+    """How many attempts of the job have started (their `start` events)."""
+    return sum(event.get("event") == "start" for event in read_events(events))

@@ -26,8 +26,9 @@ from atzoo.formats.jobspec import check_job_spec, job_spec_text, parse_job_spec
 from atzoo.formats.jsonfile import dump_json, parse_json, write_json
 from atzoo.service.runnerdir import RunnerDir
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KINDS = ("train", "verify")
+BACKENDS = ("local", "slurm")
 STATES = ("queued", "running", "done", "failed", "cancelled")
 TERMINAL = ("done", "failed", "cancelled")
 
@@ -53,7 +54,8 @@ CREATE TABLE jobs (
     returncode INTEGER,
     reason TEXT,
     log_tail TEXT,
-    result TEXT
+    result TEXT,
+    backend TEXT NOT NULL DEFAULT 'local' CHECK (backend IN {BACKENDS})
 );
 CREATE INDEX jobs_by_state ON jobs (state, id);
 CREATE TABLE runner (id TEXT NOT NULL);
@@ -63,11 +65,14 @@ JOB_RECORD = "job.json"
 JOB_RECORD_FORMAT = "atzoo-job-1"
 NUMBERS = ("gpus", "attempts", "pid", "returncode")
 TIMES = ("time_limit_s", "memory_limit_gb", "heartbeat", "submitted", "started", "finished")
+# Version 1 had no backend column: every job was the local workers'.
+MIGRATE_1_TO_2 = f"ALTER TABLE jobs ADD COLUMN backend TEXT NOT NULL DEFAULT 'local' CHECK (backend IN {BACKENDS})"
 
 
 @dataclass(frozen=True)
 class Job:
-    """One row of the queue. `attempts` is also the fencing token of a running job's current attempt."""
+    """One row of the queue. `attempts` is also the fencing token of a running job's current attempt.
+    `backend`: who runs it, the local workers or Slurm (whose jobs no worker ever claims)."""
 
     id: int
     kind: str
@@ -89,6 +94,7 @@ class Job:
     reason: str | None
     log_tail: str | None
     result: dict[str, Any] | None
+    backend: str = "local"
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:
@@ -129,6 +135,8 @@ def row_problem(values: dict[str, Any]) -> str | None:
         return f"id {values.get('id')!r} is not an integer"
     if values.get("kind") not in KINDS or values.get("state") not in STATES:
         return f"kind {values.get('kind')!r} / state {values.get('state')!r} unknown"
+    if values.get("backend", "local") not in BACKENDS:
+        return f"backend {values.get('backend')!r} unknown"
     if not isinstance(values.get("target"), str):
         return "target is not text"
     for name in NUMBERS:
@@ -223,6 +231,9 @@ class Queue:
                                f"tables)")
         with self._translate():
             row = self._db.execute("SELECT version FROM schema_version").fetchone()
+        if row is not None and row[0] == 1:
+            self._migrate_1_to_2()
+            row = (SCHEMA_VERSION,)
         if row is None or row[0] != SCHEMA_VERSION:
             raise ServiceError(f"queue file {self.path} has schema version {row[0] if row else None}; "
                                f"this atzoo reads version {SCHEMA_VERSION}")
@@ -262,6 +273,12 @@ class Queue:
             db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
             if self.runner_identity is not None:
                 db.execute("INSERT INTO runner (id) VALUES (?)", (self.runner_identity,))
+
+    def _migrate_1_to_2(self) -> None:
+        with self._transaction() as db:
+            if db.execute("SELECT version FROM schema_version").fetchone()[0] == 1:
+                db.execute(MIGRATE_1_TO_2)
+                db.execute("UPDATE schema_version SET version = 2")
 
     def close(self) -> None:
         self._db.close()
@@ -340,22 +357,25 @@ class Queue:
         with self._translate():
             running, queued = self._db.execute(
                 "SELECT count(*) FILTER (WHERE state = 'running'), "
-                "count(*) FILTER (WHERE state = 'queued' AND gpus <= ?) FROM jobs",
+                "count(*) FILTER (WHERE state = 'queued' AND gpus <= ?) FROM jobs WHERE backend = 'local'",
                 (capacity if capacity is not None else 1 << 30,)).fetchone()
         return running == 0 and queued == 0
 
     def queued_beyond(self, capacity: int) -> int:
         """How many queued jobs ask for more devices than `capacity`."""
         with self._translate():
-            return self._db.execute("SELECT count(*) FROM jobs WHERE state = 'queued' AND gpus > ?",
+            return self._db.execute("SELECT count(*) FROM jobs WHERE backend = 'local' AND state = 'queued' AND gpus > ?",
                                     (capacity,)).fetchone()[0]
 
     # -- submitting and user actions -----------------------------------------------------------
 
     def submit(self, kind: str, target: str, spec: dict[str, Any], *, gpus: int = 1,
-               time_limit_s: float | None = None, memory_limit_gb: float | None = None) -> int:
+               time_limit_s: float | None = None, memory_limit_gb: float | None = None,
+               backend: str = "local") -> int:
         if kind not in KINDS:
             raise ServiceError(f"job kind {kind!r} unknown; expected one of {', '.join(KINDS)}")
+        if backend not in BACKENDS:
+            raise ServiceError(f"backend {backend!r} unknown; expected one of {', '.join(BACKENDS)}")
         if gpus < 1:
             raise ServiceError(f"a job needs at least 1 device, got gpus={gpus}")
         for name, value in (("time limit", time_limit_s), ("memory limit", memory_limit_gb)):
@@ -368,11 +388,12 @@ class Queue:
             if self.jobs_dir is not None:
                 self._create_job_folder(job_id, {"kind": kind, "target": target, "spec": spec, "gpus": gpus,
                                                  "time_limit_s": time_limit_s, "memory_limit_gb": memory_limit_gb,
-                                                 "submitted": submitted})
+                                                 "submitted": submitted, "backend": backend})
             db.execute(
-                "INSERT INTO jobs (id, kind, target, spec, gpus, time_limit_s, memory_limit_gb, state, submitted) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
-                (job_id, kind, target, job_spec_text(kind, spec), gpus, time_limit_s, memory_limit_gb, submitted))
+                "INSERT INTO jobs (id, kind, target, spec, gpus, time_limit_s, memory_limit_gb, state, submitted, backend) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (job_id, kind, target, job_spec_text(kind, spec), gpus, time_limit_s, memory_limit_gb, submitted,
+                 backend))
             return job_id
 
     def _create_job_folder(self, job_id: int, request: dict[str, Any]) -> None:
@@ -394,10 +415,10 @@ class Queue:
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO jobs (id, kind, target, spec, gpus, time_limit_s, memory_limit_gb, state, attempts, "
-                "submitted, finished, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record["id"], record["kind"], record["target"], job_spec_text(record["kind"], record["spec"]), record.get("gpus") or 1,
-                 record.get("time_limit_s"), record.get("memory_limit_gb"), state, attempts, record["submitted"],
-                 now if state in TERMINAL else None, reason))
+                "submitted, finished, reason, backend) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record["id"], record["kind"], record["target"], job_spec_text(record["kind"], record["spec"]),
+                 record.get("gpus") or 1, record.get("time_limit_s"), record.get("memory_limit_gb"), state, attempts,
+                 record["submitted"], now if state in TERMINAL else None, reason, record.get("backend") or "local"))
 
     def request_cancel(self, job_id: int) -> Job:
         """A queued job is cancelled at once; a running one is flagged for its worker to stop."""
@@ -442,7 +463,7 @@ class Queue:
             while True:
                 now = time.time()
                 row = db.execute(
-                    "SELECT * FROM jobs WHERE gpus <= ? AND (state = 'queued' OR (state = 'running' AND "
+                    "SELECT * FROM jobs WHERE backend = 'local' AND gpus <= ? AND (state = 'queued' OR (state = 'running' AND "
                     "(heartbeat IS NULL OR heartbeat < ?))) ORDER BY id LIMIT 1",
                     (capacity, now - stale_after_s)).fetchone()
                 if row is None:

@@ -27,7 +27,6 @@ from atzoo.errors import FormatError
 from atzoo.io import read_json, write_json_atomic, write_text_atomic
 from atzoo.service.jobs import Step, job_result, job_steps
 from atzoo.service.processes import JOB_ENV, job_mark, kill_group, kill_job_processes, spawn, stop_group
-from atzoo.service.control import DEFAULT_STALE_AFTER_S
 from atzoo.service.queue import JOB_RECORD, JOB_RECORD_FORMAT, Claim, Job, Queue, open_queue
 from atzoo.service.runnerdir import RunnerDir
 
@@ -39,6 +38,7 @@ HEADER = "==== "
 STEP_START = "==== job "
 USER_ERROR = "Error:"
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b: \S")
+DEFAULT_STALE_AFTER_S = 60.0
 MEMORY_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "DefaultCPUAllocator: can't allocate")
 
 
