@@ -100,6 +100,6 @@ def atzoo_register_methods(register: Callable[[MethodRecipe], None]) -> None:
     register(MethodRecipe(
         name="baseline", backbone="builtins:tiny_cnn",
         losses=(LossTerm("builtins:cross_entropy"), LossTerm("builtins:triplet")),
-        heads=("person",), neck="bnneck", train=dict(BASELINE_TRAIN), task_family="baseline",
+        heads=("person",), neck="bnneck", train=dict(BASELINE_TRAIN), task_family="other",
         description="tiny_cnn + BNNeck + label-smoothed cross entropy + batch-hard triplet; sized to train "
                     "on a CPU in minutes (the quickstart). A sanity check, not a competitive method."))

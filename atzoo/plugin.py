@@ -47,6 +47,12 @@ from collections.abc import Callable
 
 import pluggy
 
+from atzoo.protocol import TASK_FAMILIES
+
+__all__ = ["PROJECT", "TASK_FAMILIES", "hookspec", "hookimpl", "LOSS_INPUTS", "HEAD_TARGETS", "Backbone",
+           "LossContext", "Loss", "LossTerm", "MethodRecipe", "Method", "PretrainedWeights", "AtzooHookSpecs",
+           "IMAGENET_NORMALIZATION"]
+
 PROJECT = "atzoo"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -163,6 +169,12 @@ class MethodRecipe:
     - ``model_factory``: only for methods that need their own model code; called as
       ``model_factory(method, backbone_module, num_persons, num_clothes)`` and returning a module
       with the same train/eval outputs as the host's model (``atzoo.model.ReIDModel``).
+    - ``train_step``: only for methods whose step is not "forward, losses" (two views of a batch,
+      modality mixing): called as ``train_step(model, batch, compute_losses)`` inside the runner's
+      autocast, where ``compute_losses(outputs, batch)`` returns the method's weighted loss and its
+      parts; it returns ``(loss, parts)``. The runner still does backward, clipping, the optimizer
+      steps, the schedule, the NaN check and the checkpoints.
+    - ``task_family``: one of ``TASK_FAMILIES`` (the board filters on it) or ``""``.
     """
 
     name: str
@@ -173,6 +185,7 @@ class MethodRecipe:
     neck: Literal["bnneck", "linear"] = "bnneck"
     train: dict[str, Any] = field(default_factory=dict)
     model_factory: Callable[..., Any] | None = None
+    train_step: Callable[..., Any] | None = None
     task_family: str = ""
     paper: str = ""
     description: str = ""

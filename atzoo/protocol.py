@@ -7,14 +7,20 @@ the runner share one source. Scenario order is also the order of a six-head mode
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 PROTOCOL_VERSION = "1.0"
 EVALUATOR_VERSION = "atzoo-1.0"
 """The evaluator that computed a result: bumps whenever a metric's computation changes. The paper's
 rows were computed by the authors' code, recorded as ``OFFICIAL_EVALUATOR``."""
 OFFICIAL_EVALUATOR = "official"
+
+TASK_FAMILIES = ("Tr-ReID", "CC-ReID", "CM-ReID", "AT-ReID", "other")
+"""The task families of the paper's results table (traditional, clothes-changing, cross-modality,
+anytime Re-ID) and "other": a method's `task_family` and a leaderboard entry's are one of them."""
 
 RGB = 1
 IR = 2
@@ -39,6 +45,8 @@ def modality_of_camera(camera: int) -> int:
 
 def modalities_of_cameras(cameras: np.ndarray) -> np.ndarray:
     """`modality_of_camera` for an array of cameras (assumed already checked to be in 1-16)."""
+    import numpy as np  # here, so that the plugin contract (which imports this module) stays light
+
     return np.where(np.asarray(cameras) <= RGB_CAMERAS[-1], RGB, IR).astype(np.int64)
 
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import inspect
 import math
+import subprocess
+import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +27,9 @@ from atzoo.registry import RegisteredItem, Registry, load_registry
 
 if TYPE_CHECKING:
     import torch
+
+
+KIND_CHECKS = ("backbones", "losses", "methods")
 
 
 def _entry(kind: str, name_or_entry: str | RegisteredItem, registry: Registry | None) -> RegisteredItem:
@@ -167,39 +173,16 @@ def check_loss(name_or_entry: str | RegisteredItem, *, context: LossContext | No
 def check_method(name_or_entry: str | RegisteredItem, *, registry: Registry | None = None, build: bool = False,
                  overrides: dict[str, Any] | None = None, image_size: tuple[int, int] = (64, 32),
                  batch_size: int = 4) -> dict[str, Any]:
-    """Check a method's recipe: backbone and losses resolve, one head per backbone output, the
-    training settings and every factory argument are accepted, P x K batches where a loss needs them.
+    """Check a method's recipe with the runner's own check (`Registry.method_problems`: backbone and
+    losses resolve, one head per backbone output, the training settings and every factory argument
+    are accepted, P x K batches where a loss needs them).
     ``build=True`` also builds the model the runner's way and runs one training step on random
     images of ``image_size`` (``overrides``: as ``--set``, e.g. ``{"backbone.pretrained": False}``)."""
-    from atzoo.config import build_train_config
-
     registry = registry or load_registry()
     entry = _entry("methods", name_or_entry, registry)
     method = entry.item
-    label = f"method {entry.qualified_name}"
-    backbone = _entry("backbones", method.backbone, registry).item
-    assert len(method.heads) == backbone.num_outputs, \
-        f"{label}: {len(method.heads)} head(s) but backbone {method.backbone} has {backbone.num_outputs} output(s)"
-    try:
-        train = build_train_config(method.train)
-    except AtzooError as error:
-        raise AssertionError(f"{label}: {error}") from None
-    try:
-        inspect.signature(backbone.factory).bind(**{**backbone.defaults, **method.backbone_args})
-    except TypeError as error:
-        raise AssertionError(f"{label}: backbone_args {method.backbone_args} rejected by {method.backbone}: {error}") from None
-    context = LossContext(num_persons=4, num_clothes=6, embed_dim=backbone.embed_dim, num_heads=len(method.heads))
-    for term in method.losses:
-        loss = _entry("losses", term.loss, registry).item
-        try:
-            inspect.signature(loss.factory).bind(context, **{**loss.defaults, **term.args})
-        except TypeError as error:
-            raise AssertionError(f"{label}: args {term.args} rejected by loss {term.loss}: {error}") from None
-        if term.heads != "each":
-            assert max(term.heads) < len(method.heads), f"{label}: loss {term.loss} uses head {max(term.heads)}"
-        if loss.sampler == "pk":
-            assert train.num_instances >= 2, \
-                f"{label}: loss {term.loss} needs P x K batches with K >= 2, num_instances is {train.num_instances}"
+    problems = registry.method_problems(entry)
+    assert not problems, "; ".join(problems)
     summary: dict[str, Any] = {"name": entry.qualified_name, "heads": list(method.heads),
                                "losses": [t.loss for t in method.losses]}
     if build:
@@ -249,26 +232,114 @@ def _context_of_a_method_using(loss: RegisteredItem, registry: Registry) -> Loss
     return None
 
 
+SLOW_IMPORT_S = 0.2
+"""Importing a plugin's module above this many seconds is reported: every `atzoo` command pays it."""
+
+
+@dataclass(frozen=True)
+class ImportCost:
+    """How long importing a plugin's module takes in a fresh interpreter, after atzoo itself."""
+
+    seconds: float
+    heaviest: str
+    heaviest_seconds: float
+
+
+def measure_import(module: str) -> ImportCost:
+    """Import ``module`` in a fresh Python (``-X importtime``) once atzoo's registry is loaded, and
+    report the time and the heaviest module it pulled in (``torch``, say)."""
+    script = ("import sys, atzoo.registry\nsys.stderr.write('ATZOO-IMPORT-START\\n'); sys.stderr.flush()\n"
+              f"__import__({module!r})")
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", script], capture_output=True, text=True,
+                          timeout=600, check=False)
+    if done.returncode != 0:
+        raise AssertionError(f"importing {module} in a fresh interpreter failed: {done.stderr.strip()[-2000:]}")
+    lines = done.stderr.split("ATZOO-IMPORT-START", 1)[-1].splitlines()
+    own = module.split(".", 1)[0]
+    total, heaviest, heaviest_us = 0, "", 0
+    for line in lines:
+        parts = line.split("|")
+        if not line.startswith("import time:") or len(parts) != 3 or not parts[1].strip().isdigit():
+            continue
+        cumulative, name = int(parts[1]), parts[2]
+        if len(name) - len(name.lstrip()) == 1:
+            total += cumulative
+        package = name.strip().split(".", 1)[0]
+        if package not in (own, "atzoo") and cumulative > heaviest_us:
+            heaviest, heaviest_us = name.strip(), cumulative
+    return ImportCost(total / 1e6, heaviest, heaviest_us / 1e6)
+
+
+def _collect(problems: list[str], check: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run one check; an assertion or any exception becomes a problem, so every check runs."""
+    try:
+        return check(*args, **kwargs)
+    except AssertionError as error:
+        problems.append(str(error))
+    except Exception as error:  # noqa: BLE001 - a plugin's code may raise anything
+        problems.append(f"{type(error).__name__}: {error}")
+    return None
+
+
+def plugin_report(plugin_name: str, *, registry: Registry | None = None, image_size: tuple[int, int] | None = None,
+                  backbone_kwargs: dict[str, dict[str, Any]] | None = None, build_methods: bool = False,
+                  method_overrides: dict[str, Any] | None = None, measure_imports: bool = True) -> dict[str, Any]:
+    """Every check on everything ``plugin_name`` registered, with every problem collected (not just
+    the first). The plugin is loaded alone with the built-ins (unless ``registry`` is given), so
+    other installed plugins cannot make it fail. Returns the items' summaries, ``problems``,
+    ``warnings`` and ``import_seconds``."""
+    registry = registry or load_registry(allow=[plugin_name], strict=False)
+    report: dict[str, Any] = {"plugin": plugin_name, "backbones": [], "losses": [], "methods": [],
+                              "problems": [], "warnings": [], "import_seconds": None}
+    problems: list[str] = report["problems"]
+    info = next((p for p in registry.plugins if p.name == plugin_name), None)
+    if info is None:
+        problems.append(f"plugin {plugin_name!r} is not installed (installed: {[p.name for p in registry.plugins]})")
+        return report
+    if info.status != "ok":
+        problems += [f"plugin {plugin_name!r} did not load ({info.status}): {part}" for part in info.error.split("; ")]
+    problems += list(info.problems)
+    if measure_imports and info.module:
+        cost = _collect(problems, measure_import, info.module)
+        if cost is not None:
+            report["import_seconds"] = round(cost.seconds, 4)
+            if cost.seconds > SLOW_IMPORT_S:
+                report["warnings"].append(
+                    f"importing {info.module} takes {cost.seconds:.2f} s (more than {SLOW_IMPORT_S} s), mostly "
+                    f"{cost.heaviest or 'its own code'} ({cost.heaviest_seconds:.2f} s): every atzoo command pays "
+                    f"this; import heavy modules inside the factories")
+    if info.status != "ok":
+        return report
+    mine = {kind: [e for e in registry.entries(kind) if e.plugin == plugin_name] for kind in KIND_CHECKS}
+    for entry in mine["backbones"]:
+        kwargs = (backbone_kwargs or {}).get(entry.name, {})
+        summary = _collect(problems, check_backbone, entry, image_size=image_size, registry=registry, **kwargs)
+        report["backbones"] += [summary] if summary else []
+    for entry in mine["losses"]:
+        summary = _collect(problems, check_loss, entry, context=_context_of_a_method_using(entry, registry),
+                           registry=registry)
+        report["losses"] += [summary] if summary else []
+    for entry in mine["methods"]:
+        if registry.method_problems(entry):
+            continue  # already listed among the plugin's problems
+        summary = _collect(problems, check_method, entry, registry=registry, build=build_methods,
+                           overrides=method_overrides, image_size=image_size or (64, 32))
+        report["methods"] += [summary] if summary else []
+    return report
+
+
 def check_plugin(plugin_name: str, *, registry: Registry | None = None, image_size: tuple[int, int] | None = None,
                  backbone_kwargs: dict[str, dict[str, Any]] | None = None, build_methods: bool = False,
-                 method_overrides: dict[str, Any] | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Run every check on everything ``plugin_name`` registered (it must have loaded with status ok).
+                 method_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run every check on everything ``plugin_name`` registered, loaded alone with the built-ins, and
+    raise one ``AssertionError`` listing every problem found. Returns `plugin_report`'s report
+    (its ``warnings`` include a slow import).
 
     ``backbone_kwargs`` maps a backbone's short name to factory arguments for its check;
     ``build_methods`` runs one training step per method (see `check_method`)."""
-    registry = registry or load_registry()
-    info = next((p for p in registry.plugins if p.name == plugin_name), None)
-    assert info is not None, f"plugin {plugin_name!r} is not installed (installed: {[p.name for p in registry.plugins]})"
-    assert info.status == "ok", f"plugin {plugin_name!r} did not load ({info.status}): {info.error}"
-    report: dict[str, list[dict[str, Any]]] = {"backbones": [], "losses": [], "methods": []}
-    mine = {kind: [e for e in registry.entries(kind) if e.plugin == plugin_name] for kind in report}
-    for entry in mine["backbones"]:
-        kwargs = (backbone_kwargs or {}).get(entry.name, {})
-        report["backbones"].append(check_backbone(entry, image_size=image_size, registry=registry, **kwargs))
-    for entry in mine["losses"]:
-        report["losses"].append(check_loss(entry, context=_context_of_a_method_using(entry, registry),
-                                           registry=registry))
-    for entry in mine["methods"]:
-        report["methods"].append(check_method(entry, registry=registry, build=build_methods,
-                                              overrides=method_overrides, image_size=image_size or (64, 32)))
+    report = plugin_report(plugin_name, registry=registry, image_size=image_size, backbone_kwargs=backbone_kwargs,
+                           build_methods=build_methods, method_overrides=method_overrides)
+    if report["problems"]:
+        listed = "\n".join(f"  - {problem}" for problem in report["problems"])
+        raise AssertionError(f"plugin {plugin_name!r}: {len(report['problems'])} problem(s):\n{listed}")
     return report

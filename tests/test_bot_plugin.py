@@ -29,7 +29,8 @@ def test_atzoo_train_bot_runs_on_the_cpu(tiny_synth_root, tmp_path):
     recipe = json.loads((out / "config.json").read_text())["recipe"]
     assert recipe["method"]["qualified_name"] == "bot:bot"
     assert recipe["method"]["distribution"] == "atzoo-bot"
-    assert recipe["backbone"]["qualified_name"] == "builtins:resnet50"
+    assert recipe["backbone"]["qualified_name"] == "builtins:timm"
+    assert recipe["backbone_args"]["model_name"] == "resnet50.tv_in1k"
     assert recipe["backbone_args"]["pretrained"] is False and recipe["backbone_args"]["last_stride_1"] is True
     assert {term["loss"] for term in recipe["losses"]} == {"builtins:cross_entropy", "builtins:triplet",
                                                            "builtins:center"}

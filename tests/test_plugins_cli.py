@@ -64,12 +64,14 @@ def test_describe_a_method_shows_provider_and_resolved_recipe():
     assert data["provider"] == {"qualified_name": "bot:bot", "plugin": "bot", "distribution": "atzoo-bot",
                                 "version": "0.1.0"}
     recipe = data["recipe"]
-    assert recipe["backbone"]["qualified_name"] == "builtins:resnet50"
-    assert recipe["backbone"]["args"] == {"pretrained": True, "last_stride_1": True}
+    assert recipe["backbone"]["qualified_name"] == "builtins:timm"
+    assert recipe["backbone"]["args"] == {"model_name": "resnet50.tv_in1k", "pretrained": True, "last_stride_1": True}
     assert [loss["qualified_name"] for loss in recipe["losses"]] == ["builtins:cross_entropy", "builtins:triplet",
                                                                           "builtins:center"]
     assert recipe["losses"][1]["sampler"] == "pk" and recipe["losses"][1]["consumes"] == ["features", "target"]
     assert recipe["train"]["epochs"] == 120 and recipe["train"]["momentum"] == 0.9
+    assert recipe["train"]["milestones"] == [40, 70] and recipe["train"]["loss_optimizers"]["builtins:center"]["lr"] == 0.5
+    assert recipe["problems"] == []
 
 
 def test_describe_a_loss_as_text():

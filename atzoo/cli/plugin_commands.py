@@ -13,7 +13,7 @@ import click
 
 from atzoo.cli.output import user_errors
 from atzoo.errors import AtzooError
-from atzoo.registry import KINDS, RegisteredItem, Registry, load_registry
+from atzoo.registry import KIND_NOUNS, KINDS, Registry, RegisteredItem, load_registry
 
 
 def _registry() -> Registry:
@@ -58,12 +58,27 @@ def _provider(entry: RegisteredItem) -> dict[str, str]:
 
 @click.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print the plugins as JSON.")
-def plugins(as_json: bool) -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Also print the full traceback of each plugin that failed.")
+def plugins(as_json: bool, verbose: bool) -> None:
     """Installed plugins: distribution, version, hooks, status and what each registers."""
     registry = _registry()
     if as_json:
         _echo_json([info.to_json() for info in registry.plugins])
         return
+    _print_plugins(registry)
+    for info in registry.plugins:
+        if info.status == "failed":
+            click.echo(f"plugin {info.name} ({info.distribution or 'no distribution'}) failed: {info.error}", err=True)
+        for problem in info.problems:
+            click.echo(f"problem in plugin {info.name}: {problem}", err=True)
+        if verbose and info.traceback:
+            click.echo(f"\n--- plugin {info.name} ({info.distribution or 'no distribution'}) failed:\n"
+                       f"{info.traceback}", err=True)
+    if not verbose and any(info.traceback for info in registry.plugins):
+        click.echo("(`atzoo plugins --verbose` prints the full traceback of each failed plugin)", err=True)
+
+
+def _print_plugins(registry: Registry) -> None:
     from rich.table import Table
 
     table = Table(title="atzoo plugins")
@@ -145,6 +160,7 @@ def _method_recipe(entry: RegisteredItem, registry: Registry) -> dict[str, Any]:
         recipe["train"] = build_train_config(method.train).model_dump(mode="json")
     except AtzooError as error:
         recipe["train"] = {"error": str(error)}
+    recipe["problems"] = registry.method_problems(entry)
     return recipe
 
 
@@ -165,6 +181,7 @@ def _recipe_rows(recipe: dict[str, Any]) -> list[tuple[str, str]]:
     train = recipe.get("train", {})
     rows.append(("train", train["error"] if "error" in train
                  else " ".join(f"{key}={_compact(value)}" for key, value in train.items())))
+    rows += [("problem", problem) for problem in recipe.get("problems", [])]
     return rows
 
 
@@ -193,14 +210,75 @@ def _print_description(data: dict[str, Any]) -> None:
 @click.command("describe")
 @click.argument("kind", type=click.Choice(KINDS))
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
-def describe(kind: str, name: str, as_json: bool) -> None:
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "yaml"]), default="text",
+              show_default=True, help="yaml for a method writes a recipe file for `atzoo train --config`.")
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
+def describe(kind: str, name: str, output_format: str, as_json: bool) -> None:
     """Show one registered item: its provider, defaults, inputs, sampler and, for a method, the
-    resolved recipe (backbone, losses and every training setting)."""
+    resolved recipe (backbone, losses and every training setting, schedule, optimizers and
+    augmentation) with any problem it has."""
     registry = _registry()
     with user_errors():
-        data = describe_entry(registry.get(kind, name), registry)
-    if as_json:
+        entry = registry.get(kind, name)
+        if output_format == "yaml" and kind == "methods":
+            click.echo(method_recipe_yaml(entry, registry), nl=False)
+            return
+        data = describe_entry(entry, registry)
+    if as_json or output_format == "json":
         _echo_json(data)
+    elif output_format == "yaml":
+        import yaml
+
+        click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
     else:
         _print_description(data)
+
+
+def method_recipe_yaml(entry: RegisteredItem, registry: Registry) -> str:
+    """The method's resolved recipe as a YAML recipe file (refused with every problem when invalid)."""
+    import yaml
+
+    from atzoo.runner.recipe import recipe_document, resolve_recipe
+
+    document = recipe_document(resolve_recipe(entry.qualified_name, {}, registry))
+    header = (f"# Recipe of method {entry.qualified_name} ({entry.distribution or 'no distribution'} "
+              f"{entry.version}). Edit it, then: atzoo train --config THIS_FILE --data ROOT --out RUN\n")
+    return header + yaml.safe_dump(document, sort_keys=False)
+
+
+@click.command("check-plugin")
+@click.argument("name")
+@click.option("--build", is_flag=True, help="Also build each method's model and run one training step on random images.")
+@click.option("--image-size", type=(int, int), default=None, metavar="H W",
+              help="Image size for the checks (default: each backbone's own; 64x32 for --build).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check_plugin_command(name: str, build: bool, image_size: tuple[int, int] | None, as_json: bool) -> None:
+    """Check plugin NAME alone (with the built-ins, whatever else is installed): it loads, every item
+    it registers conforms, every method's recipe is valid, and importing it is fast. Every problem is
+    reported at once; exit status 2 when there is any."""
+    from atzoo.testing import plugin_report
+
+    report = plugin_report(name, image_size=image_size, build_methods=build)
+    if as_json:
+        _echo_json(report)
+    else:
+        _print_check_report(report)
+    if report["problems"]:
+        raise click.exceptions.Exit(2)
+
+
+def _print_check_report(report: dict[str, Any]) -> None:
+    for kind in ("backbones", "losses", "methods"):
+        for summary in report[kind]:
+            click.echo(f"ok       {KIND_NOUNS[kind]} {summary['name']}")
+    if report["import_seconds"] is not None:
+        click.echo(f"import   {report['import_seconds']:.3f} s")
+    for warning in report["warnings"]:
+        click.echo(f"warning  {warning}", err=True)
+    for problem in report["problems"]:
+        click.echo(f"problem  {problem}", err=True)
+    count = len(report["problems"])
+    click.echo(f"plugin {report['plugin']}: " + (f"{count} problem(s)" if count else "all checks passed"),
+               err=bool(count))
+
+

@@ -16,8 +16,26 @@ DEFAULT_SYNTHETIC_ROOT = Path("data/synthetic-atustc")
 DEFAULT_QUICKSTART_RUN = QUICKSTART_RUN
 
 
+def train_request(method: str | None, config: Path | None, settings: tuple[str, ...]) -> tuple[str, dict]:
+    """The method and overrides of `atzoo train`: the recipe file's, then `--set` on top."""
+    from atzoo.errors import AtzooError
+    from atzoo.runner.recipe import read_recipe_file
+
+    file_method, overrides = read_recipe_file(config) if config is not None else (None, {})
+    if method and file_method and method != file_method:
+        raise AtzooError(f"METHOD {method!r} differs from the method {file_method!r} of recipe file {config}; "
+                         f"give one of them")
+    chosen = method or file_method
+    if not chosen:
+        raise AtzooError("no method given: pass METHOD or a recipe file with `method:` (--config FILE)")
+    return chosen, {**overrides, **parse_overrides(settings)}
+
+
 @click.command()
-@click.argument("method")
+@click.argument("method", required=False)
+@click.option("--config", "config", type=click.Path(path_type=Path, dir_okay=False),
+              help="Recipe file (YAML or JSON: method, backbone, train), e.g. from "
+                   "`atzoo describe methods METHOD --format yaml`; --set overrides it.")
 @click.option("--data", "data_root", type=click.Path(path_type=Path), help="AT-USTC root (or a synthetic one).")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
@@ -26,11 +44,12 @@ DEFAULT_QUICKSTART_RUN = QUICKSTART_RUN
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--skip-bad-names", is_flag=True, help="Skip image files that do not follow the layout.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
-def train(method: str, data_root: Path | None, out_dir: Path, settings: tuple[str, ...], resume: bool,
-          skip_bad_names: bool, as_json: bool) -> None:
-    """Train METHOD on a dataset, then evaluate it on the six scenarios.
+def train(method: str | None, config: Path | None, data_root: Path | None, out_dir: Path, settings: tuple[str, ...],
+          resume: bool, skip_bad_names: bool, as_json: bool) -> None:
+    """Train METHOD (or the method of --config) on a dataset, then evaluate it on the six scenarios.
 
-    Works the same under `torchrun --nproc_per_node=N -m atzoo train ...` (DistributedDataParallel).
+    Every setting is checked before anything is read or written. Works the same under
+    `torchrun --nproc_per_node=N -m atzoo train ...` (DistributedDataParallel).
     """
     from atzoo.outputs import check_fresh_folder, check_placement
     from atzoo.runner import train as run_training
@@ -43,8 +62,8 @@ def train(method: str, data_root: Path | None, out_dir: Path, settings: tuple[st
     else:
         check_fresh_folder(out_dir, inputs, hint="use --resume to continue it, or choose another --out")
     started = time.perf_counter()
-    run = run_training(method, data_root, out_dir, parse_overrides(settings), resume=resume,
-                       skip_bad_names=skip_bad_names)
+    method, overrides = train_request(method, config, settings)
+    run = run_training(method, data_root, out_dir, overrides, resume=resume, skip_bad_names=skip_bad_names)
     metrics_file = run.file(METRICS_FILE)
     if is_main_process():
         print_metrics(read_json(metrics_file), as_json)
@@ -91,10 +110,11 @@ def evaluate(run_dir: Path, data_root: Path | None, skip_bad_names: bool, cross:
               show_default=True, help="Where the synthetic dataset is (generated there if missing).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=DEFAULT_QUICKSTART_RUN,
               show_default=True, help="Run directory (a timestamped sibling is used if it exists).")
-@click.option("--method", default="baseline", show_default=True, help="Method to train.")
+@click.option("--method", default="builtins:baseline", show_default=True,
+              help="Method to train (the built-in baseline unless given: a plugin's `baseline` never replaces it).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Override a training setting.")
 def quickstart(data_root: Path, out_dir: Path, method: str, settings: tuple[str, ...]) -> None:
-    """Generate the synthetic AT-USTC (if missing), train `baseline` on it, evaluate, and compare with the
+    """Generate the synthetic AT-USTC (if missing), train `builtins:baseline` on it, evaluate, and compare with the
     same model at its random initialisation."""
     from atzoo.cli.output import console
     from atzoo.data.synthetic import generate

@@ -90,7 +90,8 @@ def train_loader(train_set: TrainSet, config: TrainConfig, normalization: Normal
     """
     image_size = config.image_size
     transform = build_train_transform(image_size, normalization, pad=config.pad, flip=config.flip,
-                                      erasing=config.erasing)
+                                      erasing=config.erasing, erasing_scale=config.erasing_scale,
+                                      erasing_ratio=config.erasing_ratio)
     cache = ImageCache(train_set.records, image_size, cache_dir) if config.cache else None
     dataset = ReIDImages(train_set.records, image_size, transform, labels=_train_labels(train_set), cache=cache)
     sampler = train_sampler(train_set, config, epoch=epoch, rank=rank, world_size=world_size)

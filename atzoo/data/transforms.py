@@ -82,13 +82,16 @@ class TrainTransform:
     """Resize, flip, pad + random crop, normalise, random erasing; randomness from `seed`."""
 
     def __init__(self, image_size: tuple[int, int], normalization: Normalization, *, pad: int, flip: float,
-                 erasing: float) -> None:
+                 erasing: float, erasing_scale: tuple[float, float] = ERASING_SCALE,
+                 erasing_ratio: tuple[float, float] = ERASING_RATIO) -> None:
         if pad < 0 or not 0 <= flip <= 1 or not 0 <= erasing <= 1:
             raise ValueError(f"pad must be >= 0 and flip/erasing probabilities in [0, 1], "
                              f"got pad={pad}, flip={flip}, erasing={erasing}")
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.normalize = _Normalize(normalization)
         self.pad, self.flip, self.erasing = int(pad), float(flip), float(erasing)
+        self.erasing_scale = (float(erasing_scale[0]), float(erasing_scale[1]))
+        self.erasing_ratio = (float(erasing_ratio[0]), float(erasing_ratio[1]))
 
     def __call__(self, image: ImageInput, seed: int) -> torch.Tensor:
         rng = np.random.default_rng(int(seed))
@@ -101,7 +104,7 @@ class TrainTransform:
             pixels = _pad_and_crop(pixels, self.pad, rng)
         tensor = self.normalize(pixels)
         if erase_draw < self.erasing:
-            _erase(tensor, rng)
+            _erase(tensor, rng, self.erasing_scale, self.erasing_ratio)
         return tensor
 
 
@@ -113,13 +116,14 @@ def _pad_and_crop(pixels: np.ndarray, pad: int, rng: np.random.Generator) -> np.
     return padded[top:top + height, left:left + width]
 
 
-def _erase(tensor: torch.Tensor, rng: np.random.Generator) -> None:
+def _erase(tensor: torch.Tensor, rng: np.random.Generator, scale: tuple[float, float] = ERASING_SCALE,
+           ratio_range: tuple[float, float] = ERASING_RATIO) -> None:
     """torchvision's RandomErasing rectangle search (area share and aspect ratio), in place."""
     _, height, width = tensor.shape
     area = height * width
-    log_low, log_high = math.log(ERASING_RATIO[0]), math.log(ERASING_RATIO[1])
+    log_low, log_high = math.log(ratio_range[0]), math.log(ratio_range[1])
     for _ in range(ERASING_ATTEMPTS):
-        share, log_ratio = rng.uniform(*ERASING_SCALE), rng.uniform(log_low, log_high)
+        share, log_ratio = rng.uniform(*scale), rng.uniform(log_low, log_high)
         ratio = math.exp(log_ratio)
         h, w = int(round(math.sqrt(area * share * ratio))), int(round(math.sqrt(area * share / ratio)))
         if 0 < h < height and 0 < w < width:
@@ -129,9 +133,12 @@ def _erase(tensor: torch.Tensor, rng: np.random.Generator) -> None:
 
 
 def build_train_transform(image_size: tuple[int, int], normalization: Normalization, *, pad: int, flip: float,
-                          erasing: float) -> TrainTransform:
-    """The training augmentation; call it as `transform(image, seed)`."""
-    return TrainTransform(image_size, normalization, pad=pad, flip=flip, erasing=erasing)
+                          erasing: float, erasing_scale: tuple[float, float] = ERASING_SCALE,
+                          erasing_ratio: tuple[float, float] = ERASING_RATIO) -> TrainTransform:
+    """The training augmentation; call it as `transform(image, seed)`. ``erasing_scale``: (min, max)
+    share of the area erased; ``erasing_ratio``: (min, max) aspect ratio of the rectangle."""
+    return TrainTransform(image_size, normalization, pad=pad, flip=flip, erasing=erasing,
+                          erasing_scale=erasing_scale, erasing_ratio=erasing_ratio)
 
 
 def build_eval_transform(image_size: tuple[int, int], normalization: Normalization) -> EvalTransform:

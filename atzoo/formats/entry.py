@@ -22,7 +22,7 @@ from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictInt, Valid
 
 from atzoo.errors import FormatError, LeaderboardError
 from atzoo.formats.jsonfile import parse_json
-from atzoo.protocol import ANY_TIME, SCENARIO_NAMES
+from atzoo.protocol import ANY_TIME, SCENARIO_NAMES, TASK_FAMILIES
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = f"entry-v{SCHEMA_VERSION}.schema.json"
@@ -30,7 +30,6 @@ RELEASES = ("403k", "135k", "synthetic", "custom")
 RANKED_RELEASES = ("403k", "135k", "synthetic")
 """The releases the board ranks and accepts submissions for; a ``custom`` release (any other
 AT-USTC-format collection, named by its fingerprint) can be packaged and shown but not submitted."""
-TASK_FAMILIES = ("Tr-ReID", "CC-ReID", "CM-ReID", "AT-ReID", "other")
 VERIFY_STATUSES = ("verified", "mismatch", "failed")
 METRICS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 REQUIRED_METRICS = ("rank1", "mAP")

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from atzoo.data import Records, build_train_set, parse_root
 from atzoo.data.cache import dataset_fingerprint
-from atzoo.data.loaders import train_loader, train_sampler
+from atzoo.data.loaders import train_loader
 from atzoo.data.sets import TrainSet, require_test_sets
 from atzoo.errors import AtzooError
 from atzoo.formats.checkpoint import weights_metadata
@@ -92,8 +92,9 @@ def train(method: str, data_root: str | Path | None, out_dir: str | Path, overri
           skip_bad_names: bool = False) -> RunDir:
     """Train `method` on the dataset at `data_root`, write the run to `out_dir`, evaluate it.
 
-    Everything the user can get wrong (method, settings, data) is checked before the run
-    directory is created, so a refused run leaves nothing behind.
+    Everything the user can get wrong (method, settings and their ranges, data, a batch larger than
+    the dataset, a backbone that cannot be built) is checked before the run directory is created, so
+    a refused run leaves nothing behind.
     """
     from atzoo.registry import load_registry
 
@@ -109,22 +110,67 @@ def train(method: str, data_root: str | Path | None, out_dir: str | Path, overri
             if dataset_fingerprint(records) != saved["dataset_fingerprint"]:
                 raise AtzooError(f"the dataset at {data_root} differs from the one run {run.path} was trained on "
                                  f"(fingerprint mismatch)")
+            parts = _training_parts(recipe, train_set, registry, context)
         else:
             if data_root is None:
                 raise AtzooError("no dataset given: pass --data ROOT")
             recipe = resolve_recipe(method, overrides, registry)
             data_root = Path(data_root)
             records, train_set = _records_and_sets(data_root, skip_bad_names)
+            parts = _training_parts(recipe, train_set, registry, context)
             run = new_run_dir(out_dir) if context.is_main else RunDir(Path(out_dir))
         distributed.barrier(context)
         try:
-            return _train(run, recipe, data_root, records, train_set, registry, context, resume, progress)
+            return _train(run, recipe, data_root, records, train_set, parts, context, resume, progress)
         except AtzooError:
             if not resume and context.is_main:
                 _remove_unstarted_run(run)
             raise
     finally:
         distributed.teardown(context)
+
+
+class _Parts:
+    """What a run trains with, built before its folder exists."""
+
+    def __init__(self, model: torch.nn.Module, objective: Objective, optimizer: Any, loader: Any,
+                 train_step: Any) -> None:
+        self.model, self.objective, self.optimizer, self.loader = model, objective, optimizer, loader
+        self.train_step = train_step
+
+
+def _loss_parameters(recipe: ResolvedRecipe, objective: Objective) -> dict[str, tuple[float, list[str]]]:
+    """For each key of `loss_optimizers`: the matching loss term's weight and its parameters' names."""
+    found = {}
+    for key in recipe.train.loss_optimizers:
+        for index, term in enumerate(recipe.losses):
+            if key in (term["loss"], term["loss"].split(":", 1)[1]):
+                names = [f"losses.modules_.{index}.{name}" for name, _ in objective.modules_[index].named_parameters()]
+                found[key] = (float(term["weight"]), names)
+    return found
+
+
+def _training_parts(recipe: ResolvedRecipe, train_set: TrainSet, registry: Registry,
+                    context: distributed.Context) -> _Parts:
+    """The data loader (built once per run: its workers persist across epochs), model, losses and
+    optimizers. Anything that cannot be built fails here, before the run folder is created."""
+    config = recipe.train
+    loader = train_loader(train_set, config, recipe.normalization, epoch=0, rank=context.rank,
+                          world_size=context.world_size)
+    torch.manual_seed(config.seed)
+    model = build_model(recipe, train_set.num_persons, train_set.num_clothes, registry).to(context.device)
+    objective = Objective(list(recipe.losses), registry, loss_context(recipe, model, train_set.num_persons,
+                                                                      train_set.num_clothes), recipe.heads)
+    objective = objective.to(context.device)
+    optimizer = build_optimizer(itertools.chain(model.named_parameters(), objective.named_parameters(prefix="losses")),
+                                config, _loss_parameters(recipe, objective))
+    method = registry.get("methods", recipe.method.qualified_name).item
+    return _Parts(model, objective, optimizer, loader, method.train_step)
+
+
+def _default_step(model: torch.nn.Module, batch: dict[str, Any],
+                  compute_losses: Any) -> tuple[torch.Tensor, dict[str, float]]:
+    return compute_losses(model(batch["image"]), batch)
 
 
 UNSTARTED_RUN_FILES = frozenset({"config.json", DATASET, ENVIRONMENT})
@@ -138,8 +184,7 @@ def _remove_unstarted_run(run: RunDir) -> None:
         shutil.rmtree(run.path, ignore_errors=True)
 
 
-def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records: Records, train_set: TrainSet,
-           registry: Registry,
+def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records: Records, train_set: TrainSet, parts: _Parts,
            context: distributed.Context, resume: bool, progress: bool) -> RunDir:
     config = recipe.train
     device = context.device
@@ -153,12 +198,7 @@ def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records: Record
     if context.is_main:
         run.write_json(ENVIRONMENT, describe_environment(device, context.world_size))
 
-    torch.manual_seed(config.seed)
-    model = build_model(recipe, train_set.num_persons, train_set.num_clothes, registry).to(device)
-    objective = Objective(recipe.losses, registry, loss_context(recipe, model, train_set.num_persons,
-                                                                      train_set.num_clothes), recipe.heads).to(device)
-    optimizer = build_optimizer(itertools.chain(model.named_parameters(), objective.named_parameters(prefix="losses")),
-                                config)
+    model, objective, optimizer, loader = parts.model, parts.objective, parts.optimizer, parts.loader
     start_epoch, step = 0, 0
     if resume and run.file(CHECKPOINT).exists():
         start_epoch, step = load_checkpoint(run.file(CHECKPOINT), model=model, losses=objective, optimizer=optimizer)
@@ -168,15 +208,17 @@ def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records: Record
         run.truncate_log(0)
     trained = DistributedDataParallel(model, find_unused_parameters=True) if context.distributed else model
     clothes_to_person = torch.as_tensor(train_set.clothes_to_person, device=device)
-    steps_per_epoch = train_sampler(train_set, config, epoch=0, rank=context.rank,
-                                    world_size=context.world_size).steps
+    steps_per_epoch = loader.sampler.steps
     total_steps = steps_per_epoch * config.epochs
     warmup_steps = steps_per_epoch * config.warmup_epochs
+    train_step = parts.train_step or _default_step
+
+    def compute_losses(outputs: dict[str, Any], batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        return objective(outputs, batch, clothes_to_person)
 
     for epoch in range(start_epoch, config.epochs):
         torch.manual_seed(epoch_seed(config.seed, epoch))
-        loader = train_loader(train_set, config, recipe.normalization, epoch=epoch, rank=context.rank,
-                              world_size=context.world_size)
+        loader.sampler.set_epoch(epoch)
         trained.train()
         sums: dict[str, float] = {}
         started = time.perf_counter()
@@ -184,11 +226,10 @@ def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records: Record
                    disable=None if progress and context.is_main else True,
                    leave=False, dynamic_ncols=True)
         for batch in bar:
-            set_learning_rate(optimizer, config.lr, lr_factor(step, total_steps, warmup_steps, config))
+            set_learning_rate(optimizer, config.lr, lr_factor(step, total_steps, warmup_steps, config, steps_per_epoch))
             batch = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             with _autocast(recipe, device):
-                outputs = trained(batch["image"])
-                loss, parts = objective(outputs, batch, clothes_to_person)
+                loss, losses = train_step(trained, batch, compute_losses)
             if distributed.broadcast_flag(not math.isfinite(float(loss.detach())), context):
                 last = (f"epoch {read_checkpoint_epoch(run.file(CHECKPOINT))}" if run.file(CHECKPOINT).exists()
                         else "none yet")
@@ -203,7 +244,7 @@ def _train(run: RunDir, recipe: ResolvedRecipe, data_root: Path, records: Record
             optimizer.step()
             step += 1
             sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-            for name, value in parts.items():
+            for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + value
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         seconds = time.perf_counter() - started

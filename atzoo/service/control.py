@@ -23,7 +23,6 @@ from atzoo.service.slurm import SyncReport
 from atzoo.service.slurm_options import SlurmOptions, read_defaults, write_defaults
 from atzoo.service.worker import DEFAULT_STALE_AFTER_S
 
-BACKBONE_PREFIX = "backbone."
 ENTRY_RUN_PLACEHOLDER = "JOB_RUN_DIR"
 ENTRY_PROBLEMS_SHOWN = 3
 WORKER_GONE = "cancelled by request (its worker was gone)"
@@ -31,22 +30,21 @@ DAMAGED = "damaged"
 
 
 def validate_train_request(method: str, data_root: Path, settings: list[str]) -> str:
-    """Refuse what would fail at once on a worker: an unknown method, a malformed or unknown `--set`,
-    a missing dataset. Returns the method's qualified name."""
+    """Refuse what would fail at once on a worker, with the same check `atzoo train` makes
+    (`resolve_recipe`: the method, its backbone and losses, every `--set` key and its range), and a
+    missing dataset. Returns the method's qualified name."""
     return _checked_train_request(method, data_root, settings)[0]
 
 
 def _checked_train_request(method: str, data_root: Path, settings: list[str]) -> tuple[str, int]:
     """`validate_train_request`, also returning how many epochs pass between checkpoints."""
-    from atzoo.config import build_train_config, parse_overrides
+    from atzoo.config import parse_overrides
     from atzoo.registry import load_registry
+    from atzoo.runner.recipe import resolve_recipe
 
-    entry = load_registry().get("methods", method)
-    overrides = parse_overrides(settings)
-    config = build_train_config(entry.item.train,
-                                {k: v for k, v in overrides.items() if not k.startswith(BACKBONE_PREFIX)})
+    recipe = resolve_recipe(method, parse_overrides(settings), load_registry())
     _require_data_root(data_root)
-    return entry.qualified_name, config.checkpoint_every
+    return recipe.method.qualified_name, recipe.train.checkpoint_every
 
 
 def _require_data_root(data_root: Path) -> None:
