@@ -133,6 +133,8 @@ def test_a_degenerate_package_config_is_refused_before_embedding(world, tmp_path
 
 SETTINGS = [
     ("lr-nan", ["--set", "lr=nan"], "lr"),
+    ("lr-inf", ["--set", "lr=inf"], "lr"),
+    ("image-size-zero", ["--set", "image_size=[0,0]"], "image_size"),
     ("epochs-huge", ["--set", "epochs=1e30"], "epochs"),
     ("time-limit-nan", ["--time-limit", "nan"], "time-limit"),
     ("memory-limit-inf", ["--memory-limit", "inf"], "memory-limit"),
