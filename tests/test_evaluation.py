@@ -360,12 +360,13 @@ def test_non_finite_feature_in_an_ignored_row_is_still_rejected(bad):
         evaluate_features(feats, pid, clothes, camera, flag)
 
 
-def test_huge_finite_features_are_not_mistaken_for_infinite():
-    from atzoo.evaluation.inputs import _all_finite
+def test_huge_finite_features_are_refused_as_too_large_not_as_infinite():
+    from atzoo.evaluation.inputs import value_problem
     huge = np.full((3, 1, 4), 1e20, dtype=np.float32)  # squared norms overflow float32, values are finite
-    assert _all_finite(huge)
+    huge[0, 0, 0] = 3e38
+    assert "reach 3e+38 in magnitude" in value_problem(huge)
     huge[1, 0, 2] = np.inf
-    assert not _all_finite(huge)
+    assert "NaN or infinite values (first in row 1)" in value_problem(huge)
 
 
 def test_torch_device_path_ranks_like_numpy(monkeypatch):
