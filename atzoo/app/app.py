@@ -196,7 +196,7 @@ class LeaderboardApp:
 
     def csv(self, metric: str, release: str, verified_only: bool, task_families: Sequence[str] | None,
             backbones: Sequence[str] | None, show_flagged: bool, include_tricks: bool, search: str,
-            sort_by: str, request: gr.Request = None) -> str:
+            sort_by: str, request: gr.Request | None = None) -> str:
         """The table shown, as a CSV file to download (in the session's folder, deleted when it ends)."""
         from atzoo.io import write_text_atomic
 
