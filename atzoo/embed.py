@@ -18,6 +18,7 @@ import numpy as np
 
 from atzoo.data.layout import FILE_PATTERN, FOLDER_PATTERN, IMAGE_EXTENSIONS
 from atzoo.errors import AtzooError
+from atzoo.formats.special import refuse_special
 from atzoo.io import atomic_path
 from atzoo.protocol import CAMERAS, FLAGS
 
@@ -51,12 +52,17 @@ class EmbeddingModel:
 
 
 def collect_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Image files named directly, and those found (recursively, sorted) in folders."""
+    """Image files named directly, and those found (recursively, sorted) in folders. A FIFO, socket or
+    device among them is refused before anything opens it."""
     images: list[Path] = []
     for item in inputs:
         path = Path(item)
+        refuse_special(path, follow_links=True)
         if path.is_dir():
-            images += sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(IMAGE_EXTENSIONS))
+            found = sorted(p for p in path.rglob("*") if p.name.lower().endswith(IMAGE_EXTENSIONS))
+            for image in found:
+                refuse_special(image, follow_links=True)
+            images += [p for p in found if p.is_file()]
         elif path.is_file():
             images.append(path)
         else:
@@ -117,6 +123,11 @@ def embed_images(model: Any, paths: Sequence[Path], input_size: tuple[int, int],
 
 def _write_with_unlabelled(out: Path, feats: np.ndarray, labels: tuple[np.ndarray, ...], paths: Sequence[Path]) -> None:
     """A features file with -1 labels on some rows: `save_features` rightly refuses those for evaluation."""
+    from atzoo.evaluation.inputs import value_problem
+
+    problem = value_problem(feats)
+    if problem:
+        raise AtzooError(f"not writing {out}: the embeddings are unusable: {problem}")
     arrays: dict[str, Any] = {"feats": feats, **dict(zip(("pid", "clothes", "camera", "flag"), labels)),
               "paths": np.asarray([str(p) for p in paths])}
     with atomic_path(out) as tmp:
@@ -164,15 +175,20 @@ def _size(values: Sequence[int]) -> tuple[int, int]:
 
 def embed(model_ref: str | os.PathLike, inputs: Iterable[str | os.PathLike], out: str | os.PathLike, *,
           batch_size: int = 64, device: str = "cpu", progress: bool = True,
-          registry: Registry | None = None) -> EmbedResult:
-    """Embed images with a package (folder or Hub id) or a run folder and write a ``.npz`` features file."""
-    from atzoo.evaluation.features_file import save_features
+          registry: Registry | None = None, overwrite: bool = False) -> EmbedResult:
+    """Embed images with a package (folder or Hub id) or a run folder and write a ``.npz`` features file.
+    An existing `out` is replaced only with `overwrite`, and only when it is a features file."""
+    from atzoo.evaluation.features_file import is_features_file, save_features
+    from atzoo.outputs import check_output_file
 
     out = Path(out)
     if out.suffix != ".npz":
         raise AtzooError(f"--out {out} must end in .npz (a features file)")
     inputs = list(inputs)
     paths = collect_images(inputs)
+    local_model = [model_ref] if Path(model_ref).exists() else []
+    check_output_file(out, "a features file", inputs=[*local_model, *inputs], overwrite=overwrite,
+                      is_own=is_features_file)
     loaded = load_embedding_model(model_ref, registry=registry, device=device)
     feats = embed_images(loaded.model, paths, loaded.input_size, loaded.normalization, batch_size=batch_size,
                          device=device, progress=progress)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from atzoo.errors import ChecksumError, HubError, PackageError
 from atzoo.package import (CARD, CONFIG, PICKLE_SUFFIXES, RESULTS, WEIGHTS, build_package_model, check_weights_readable,
-                           read_package, refuse_pickle)
+                           package_tensors, read_package, refuse_pickle)
 from atzoo.uploadguard import ALLOWED_FILES, Offender, guard, scan_folder
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def plan_upload(folder: str | os.PathLike, repo_id: str, revision: str | None = 
     """Check the repo id, run the guard and read the package; raise before anything is sent."""
     repo_id, revision = parse_repo_ref(repo_id, revision)
     folder = Path(folder)
-    guard(folder)
+    guard(folder, model_tensors=package_tensors)
     read_package(folder)
     check_weights_readable(folder / WEIGHTS)
     files = tuple((name, (folder / name).stat().st_size) for name in ALLOWED_FILES if (folder / name).is_file())

@@ -221,8 +221,8 @@ def model_card(config: dict[str, Any], results: dict[str, Any], license: str) ->
         "model-index": [{"name": f"atzoo {config['method']}", "results": index_results}],
     }, CardMetadata, "the model card's metadata", upgrade=False)
     train = config["recipe"]["train"]
-    rows = "\n".join(f"| {name} | {_percent(results[name].get('rank1', 0.0)):.2f} | "
-                     f"{_percent(results[name].get('mAP', 0.0)):.2f} |"
+    rows = "\n".join(f"| {name} | {_percent(results[name]['rank1']):.2f} | "
+                     f"{_percent(results[name]['mAP']):.2f} |"
                      for name in [s.name for s in SCENARIOS] + [ANY_TIME])
     losses = ", ".join(f"{term['loss']} x {term['weight']}" for term in config["recipe"]["losses"])
     provenance = results.get("provenance") or {}
@@ -275,22 +275,17 @@ def check_weights_readable(path: Path) -> None:
         raise PackageError(f"{path} cannot be read as safetensors ({error}); it is damaged or truncated") from None
 
 
-def _prepare_out_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise PackageError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise PackageError(f"{out} already exists and is not empty; pass --overwrite to replace it")
+def _prepare_out_dir(out: Path, run_dir: Path, overwrite: bool) -> None:
+    from atzoo.outputs import PACKAGE, check_output_folder
+
+    check_output_folder(out, PACKAGE, inputs=[run_dir], overwrite=overwrite)
 
 
 def _swap_into_place(staged: Path, out: Path) -> None:
-    """Move the finished package to `out`; an old `out` is removed only once the new one is there."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(staged, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """Move the finished package to `out` (`atzoo.outputs.replace_folder`: the old one stays until then)."""
+    from atzoo.outputs import replace_folder
+
+    replace_folder(staged, out)
 
 
 def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, dataset_release: str | None = None,
@@ -307,11 +302,11 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, datase
     from atzoo.uploadguard import guard
     from atzoo.runner.rundir import METRICS_FILE, MODEL, open_run_dir
 
+    out = Path(out_dir)
+    _prepare_out_dir(out, Path(run_dir), overwrite)
     run = open_run_dir(run_dir, need=("config.json", MODEL))
     if not run.file(METRICS_FILE).is_file():
         raise PackageError(f"run directory {run.path} has no {METRICS_FILE}; evaluate it first (`atzoo evaluate`)")
-    out = Path(out_dir)
-    _prepare_out_dir(out, overwrite)
     run_config = run.read_config()
     check_weights_readable(run.file(MODEL))
     measured = run_results(run)
@@ -328,7 +323,7 @@ def export_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike, *, datase
         write_package_config(staged / CONFIG, config)
         write_json(staged / RESULTS, results)
         write_text_atomic(staged / CARD, model_card(model_data(config), results, license))
-        guard(staged)
+        guard(staged, model_tensors=package_tensors)
         _swap_into_place(staged, out)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
@@ -385,23 +380,87 @@ def _require_plugin(package: ModelPackage, registry: Registry) -> None:
         raise PackageError(f"the model in {package.path} needs the atzoo plugin {name!r}, which {state}: {how}")
 
 
-def build_package_model(package: ModelPackage, registry: Registry | None = None) -> torch.nn.Module:
-    """The package's model rebuilt through the registry with its weights loaded strictly, in eval
-    mode on the CPU. ``model.atzoo_config`` is the package's config."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
+def build_package_architecture(package: ModelPackage, registry: Registry | None = None, *,
+                               device: str = "meta") -> torch.nn.Module:
+    """The model the package's config describes, built through the registry without its weights (on
+    the meta device by default: shapes and dtypes only, no memory for the values)."""
+    import torch
 
     from atzoo.registry import load_registry
     from atzoo.runner.recipe import build_model
 
     registry = registry or load_registry()
     _require_plugin(package, registry)
-    config = package.config
     try:
-        registry.get("methods", config["method"])
+        registry.get("methods", package.config["method"])
     except AtzooError as error:
         raise PackageError(f"{package.path / CONFIG} names a method the registry does not know: {error}") from None
-    model = build_model(package.spec.recipe, package.spec.num_persons, package.spec.num_clothes, registry)
+    with torch.device(device):
+        return build_model(package.spec.recipe, package.spec.num_persons, package.spec.num_clothes, registry)
+
+
+def package_tensors(folder: Path) -> dict[str, tuple[tuple[int, ...], str]] | None:
+    """name -> (shape, safetensors dtype) of the model the package's config at `folder` describes,
+    built without weights on the meta device (what the upload guard holds the weights to); None when
+    the config cannot be read (the guard and the push report that on their own)."""
+    from atzoo.uploadguard import TORCH_TO_SAFETENSORS
+
+    try:
+        package = read_package(folder)
+    except AtzooError:
+        return None
+    model = build_package_architecture(package)
+    return {name: (tuple(tensor.shape), TORCH_TO_SAFETENSORS.get(str(tensor.dtype).removeprefix("torch."), "?"))
+            for name, tensor in model.state_dict().items()}
+
+
+DTYPE_CLASSES = {"floating point": ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"),
+                 "integer": ("I64", "I32", "I16", "I8", "U8", "U16", "U32", "U64"), "boolean": ("BOOL",)}
+
+
+def _dtype_class(dtype: str) -> str:
+    return next((name for name, members in DTYPE_CLASSES.items() if dtype in members), dtype)
+
+
+def check_weights(model: Any, path: Path) -> None:
+    """Every tensor of the weights file has the dtype class of the model's tensor it fills (an integer or
+    boolean tensor is never cast into a float parameter), and every floating-point tensor is finite.
+    Each problem is a `PackageError` naming the tensor."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    from atzoo.uploadguard import TORCH_TO_SAFETENSORS
+
+    expected = {name: TORCH_TO_SAFETENSORS.get(str(t.dtype).removeprefix("torch."), str(t.dtype))
+                for name, t in model.state_dict().items()}
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            for name in handle.keys():
+                stored = handle.get_slice(name).get_dtype()
+                wanted = expected.get(name)
+                if wanted is not None and _dtype_class(stored) != _dtype_class(wanted):
+                    raise PackageError(f"{path}: tensor {name!r} is {_dtype_class(stored)} ({stored}) but the model's "
+                                       f"{name} is {_dtype_class(wanted)} ({wanted}); it is not cast: re-export the "
+                                       f"package from the run")
+                if _dtype_class(stored) == "floating point":
+                    tensor = handle.get_tensor(name)
+                    if not bool(torch.isfinite(tensor).all()):
+                        bad = int((~torch.isfinite(tensor)).sum())
+                        raise PackageError(f"{path}: tensor {name!r} holds {bad} NaN or infinite value(s); the "
+                                           f"weights are damaged (a diverged training run?)")
+    except SafetensorError as error:
+        raise PackageError(f"{path} cannot be read ({error}); it is damaged or truncated") from None
+
+
+def build_package_model(package: ModelPackage, registry: Registry | None = None) -> torch.nn.Module:
+    """The package's model rebuilt through the registry with its weights loaded strictly (dtype classes
+    and finiteness checked per tensor first), in eval mode on the CPU. ``model.atzoo_config`` is the
+    package's config."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    model = build_package_architecture(package, registry, device="cpu")
+    check_weights(model, package.weights)
     try:
         load_model(model, str(package.weights), strict=True)
     except (SafetensorError, OSError) as error:
@@ -410,5 +469,5 @@ def build_package_model(package: ModelPackage, registry: Registry | None = None)
         raise PackageError(f"{package.weights} does not match the model its config describes "
                            f"(missing or unexpected keys): {error}") from None
     model.eval()
-    setattr(model, "atzoo_config", config)  # noqa: B010 - nn.Module types its attributes as tensors or modules
+    setattr(model, "atzoo_config", package.config)  # noqa: B010 - nn.Module types its attributes as tensors or modules
     return model

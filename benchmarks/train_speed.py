@@ -24,7 +24,10 @@ from atzoo.runner.recipe import build_model, loss_context, resolve_recipe
 
 
 def measure(method: str, size: tuple[int, int], batch: int, steps: int, device: torch.device, *,
-            bf16: bool, channels_last: bool, overrides: dict) -> float:
+            bf16: bool, channels_last: bool, overrides: dict, compile_backend: str | None = None,
+            warmup: int = 3) -> float:
+    """Images/s of `steps` training steps after `warmup` ones (which include any compilation).
+    `compile_backend`: run the model through `torch.compile` with that backend (e.g. "inductor")."""
     registry = load_registry()
     recipe = resolve_recipe(method, {**overrides, "image_size": list(size)}, registry)
     persons, instances = max(2, batch // 4), 4
@@ -39,6 +42,7 @@ def measure(method: str, size: tuple[int, int], batch: int, steps: int, device: 
     images = torch.randn(persons * instances, 3, *size, device=device)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
+    forward = torch.compile(model, backend=compile_backend) if compile_backend else model
     person = torch.arange(persons, device=device).repeat_interleave(instances)
     batch_labels = {"image": images, "person": person, "clothes": person * 2, "modality": (person % 2) + 1,
                     "camera": (person % 16) + 1}
@@ -47,12 +51,12 @@ def measure(method: str, size: tuple[int, int], batch: int, steps: int, device: 
 
     def step() -> None:
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss, _ = objective(model(images), batch_labels, clothes_to_person)
+            loss, _ = objective(forward(images), batch_labels, clothes_to_person)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    for _ in range(3):
+    for _ in range(warmup):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -97,28 +97,102 @@ def test_fast_evaluation_equals_the_reference_oracle(seed, heads):
             assert got[key] == pytest.approx(value, abs=1e-9), (key, chunk_size)
 
 
-@pytest.mark.parametrize("dense_fraction", [0.0, 2.0])  # every block dense / every block sparse
+@pytest.mark.parametrize("pair_comparisons", [1, 7, 1 << 22])  # removed items compared row by row .. at once
 @pytest.mark.parametrize("seed", [0, 1, 3])
-def test_dense_and_sparse_bucket_paths_both_equal_the_oracle(monkeypatch, seed, dense_fraction):
+def test_every_comparison_chunking_of_removed_items_equals_the_oracle(monkeypatch, seed, pair_comparisons):
     import atzoo.evaluation.ranking as ranking
     problem = random_problem(seed, 6)
     expected = flatten(evaluate_features_reference(*problem))
-    monkeypatch.setattr(ranking, "DENSE_FRACTION", dense_fraction)
+    monkeypatch.setattr(ranking, "PAIR_COMPARISONS", pair_comparisons)
     for chunk_size in (1, 7, None):
         got = flatten(evaluate_features(*problem, chunk_size=chunk_size))
         for key, value in expected.items():
             assert got[key] == pytest.approx(value, abs=1e-9), (key, chunk_size)
 
 
-@pytest.mark.parametrize("dense_fraction", [0.0, 2.0])
-def test_exact_ties_with_true_matches_follow_gallery_order_in_both_paths(monkeypatch, dense_fraction):
-    import atzoo.evaluation.ranking as ranking
-    monkeypatch.setattr(ranking, "DENSE_FRACTION", dense_fraction)
+def test_exact_ties_with_true_matches_follow_gallery_order():
     gallery = [(0.5, 3, 0, 2), (0.5, 7, 0, 2), (0.5, 4, 0, 2), (0.5, 7, 0, 3), (0.25, 9, 0, 2)]
     result = rank((7, 0, 1), gallery)
     assert list(result.first_rank) == [2]
     assert result.ap[0] == pytest.approx((1 / 2 + 2 / 4) / 2)
     assert result.inp[0] == pytest.approx(2 / 4)
+
+
+def test_removed_items_tied_with_a_match_do_not_count_before_it():
+    # same person, same camera (removed) tied with and before the target; a negative tied after it
+    gallery = [(0.5, 7, 0, 1), (0.5, 7, 0, 2), (0.5, 3, 0, 2), (0.9, 7, 0, 1)]
+    result = rank((7, 0, 1), gallery)
+    assert list(result.first_rank) == [1] and result.inp[0] == 1.0
+
+
+def test_negative_zero_ties_with_zero():
+    g_feat = np.array([[0.0, 1.0], [-0.0, 1.0], [0.0, 1.0]], dtype=np.float32)  # similarities 0, -0, 0
+    labels = Labels(np.array([3, 7, 7]), np.array([0, 0, 0]), np.array([2, 2, 3]))
+    result = rank_queries(np.array([[1.0, 0.0]], np.float32), g_feat, Labels(np.array([7]), np.array([0]),
+                          np.array([1])), labels, JunkRule("sc"))
+    assert list(result.first_rank) == [2] and result.inp[0] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_segments_rank_like_one_sorted_gallery(seed):
+    """A gallery split into interleaved segments ranks exactly like the whole gallery, ties by order."""
+    from atzoo.evaluation.ranking import RankCase, Segment, rank_segments
+    qf, gf, ql, gl = labelled_problem(seed)
+    qf, gf = qf.numpy(), gf.numpy()
+    if seed % 2:  # exact ties everywhere
+        qf, gf = np.sign(qf) * 0.5, np.sign(gf) * 0.5
+    parts = [np.arange(0, 60, 3), np.setdiff1d(np.arange(60), np.arange(0, 60, 3))]
+    segments = [Segment(gf[rows], gl.take(rows), rows) for rows in parts]
+    rule = JunkRule("sc", "other")
+    both, first = rank_segments(qf, segments, ql, [RankCase(rule, slice(None)), RankCase(rule, slice(5, 30), (0,))],
+                                chunk_size=7)
+    assert_same_results(both, rank_queries(qf, gf, ql, gl, rule))
+    assert_same_results(first, rank_queries(qf[5:30], gf[parts[0]], ql.take(np.arange(5, 30)),
+                                            gl.take(parts[0]), rule))
+
+
+def test_empty_segment_and_person_absent_from_a_segment():
+    from atzoo.evaluation.ranking import RankCase, Segment, rank_segments
+    qf, gf, ql, gl = labelled_problem(5)
+    qf, gf = qf.numpy(), gf.numpy()
+    rows = np.flatnonzero(gl.person != 0)
+    empty = Segment(gf[:0], gl.take(np.arange(0)), np.arange(0))
+    segments = [empty, Segment(gf[rows], gl.take(rows), rows)]
+    got = rank_segments(qf, segments, ql, [RankCase(JunkRule("cc"), slice(None))])[0]
+    assert_same_results(got, rank_queries(qf, gf[rows], ql, gl.take(rows), JunkRule("cc")))
+
+
+def test_block_rows_follow_the_budget_and_the_available_memory():
+    from atzoo.evaluation.ranking import BLOCK_BUDGET, MAX_CHUNK_ROWS, block_rows
+    assert block_rows(5_000, available=1 << 40) * 5_000 * 8 <= BLOCK_BUDGET
+    assert block_rows(50_000, budget=1 << 30, available=1 << 40) == (1 << 30) // (8 * 50_000)
+    assert block_rows(50_000, budget=1 << 30, available=1 << 28) == (1 << 26) // (8 * 50_000)  # a quarter
+    assert block_rows(10**9, available=1 << 40) == 1
+    assert block_rows(0, available=1 << 40) == MAX_CHUNK_ROWS
+
+
+def test_evaluation_and_eval_features_import_no_torch(tmp_path):
+    import subprocess
+    import sys
+    path = save_features(tmp_path / "f.npz", *random_problem(1, 6))
+    code = ("import sys, atzoo.evaluation\n"
+            "from atzoo.cli.main import main\n"
+            "try:\n"
+            f"    main(['eval-features', {str(path)!r}, '--json'])\n"
+            "except SystemExit as stop:\n"
+            "    assert not stop.code, stop.code\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["Any-Time"]["rank1"] >= 0
+
+
+def test_torch_tensors_give_the_same_ranking_as_numpy():
+    qf, gf, ql, gl = labelled_problem(4)
+    assert_same_results(rank_queries(qf, gf, ql, gl, JunkRule("cc")),
+                        rank_queries(qf.numpy(), gf.numpy(), ql, gl, JunkRule("cc")))
+    products = evaluate_features(*random_problem(2, 6), device="cpu")
+    assert products == evaluate_features(*random_problem(2, 6), device=torch.device("cpu"))
 
 
 def test_reference_precision_loop_and_vectorised_variant_agree():
@@ -244,45 +318,37 @@ def test_cases_must_cover_contiguous_rows():
         rank_cases(qf, gf, ql, gl, [RankCase(JunkRule("sc"), slice(0, 10, 2))])
 
 
-def test_ranking_passes_run_single_threaded_and_restore_the_thread_count(monkeypatch):
+def test_mixed_test_shares_the_products_of_the_scenarios(monkeypatch):
     import atzoo.evaluation.ranking as ranking
-    seen = []
-    original = ranking._chunk_results
-    monkeypatch.setattr(ranking, "_chunk_results",
-                        lambda *args: seen.append(torch.get_num_threads()) or original(*args))
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        rank_queries(*labelled_problem(2)[:4], JunkRule("sc"), chunk_size=9)
-        assert seen and set(seen) == {1}
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
-
-
-def test_mixed_test_computes_one_product_per_term(monkeypatch):
-    import atzoo.evaluation.scenarios as scenarios
     calls = []
-    original = scenarios.rank_cases
-    monkeypatch.setattr(scenarios, "rank_cases",
-                        lambda *args, **kw: calls.append(len(args[4])) or original(*args, **kw))
-    problem = random_problem(1, 6)
-    evaluate_features(*problem, mixed=False)
-    scenario_calls = len(calls)
-    calls.clear()
-    result = evaluate_features(*problem)
-    assert calls[scenario_calls:] == [3, 3]  # ST and LT: DT, NT and AD cases share each product
-    expected = flatten(evaluate_features_reference(*problem))
-    for key, value in flatten(result).items():
-        assert value == pytest.approx(expected[key], abs=1e-9), key
-
-
-def test_default_chunk_size_keeps_blocks_bounded_and_large_enough():
-    from atzoo.evaluation.ranking import default_chunk_size
-    assert default_chunk_size(5_000) * 5_000 <= 1 << 24
-    assert default_chunk_size(100_000) == 512  # a 256 MB block rather than 167 rows
-    assert default_chunk_size(1_000_000) * 1_000_000 <= 1 << 26
-    assert default_chunk_size(0) == 4096
+    original = ranking.rank_segments
+    monkeypatch.setattr(ranking, "rank_segments",
+                        lambda queries, segments, *args, **kw: calls.append(len(queries) * sum(map(len, segments)))
+                        or original(queries, segments, *args, **kw))
+    import atzoo.evaluation.scenarios as scenarios
+    monkeypatch.setattr(scenarios, "rank_segments", ranking.rank_segments)
+    for heads in (1, 6):
+        problem = random_problem(1, heads)
+        feats, pid, clothes, camera, flag = problem  # flags as the protocol pairs them with modalities
+        rgb = camera <= 8
+        flag = np.select([flag % 2 == 0, True], [np.where(rgb, 2, 4), np.where(rgb, 3, 5)])
+        flag = np.where(np.arange(len(flag)) % 2 == 0, flag + 4, flag)
+        problem = feats, pid, clothes, camera, flag
+        evaluate_features(*problem, mixed=False)
+        scenario_pairs = sum(calls)
+        calls.clear()
+        result = evaluate_features(*problem)
+        data = scenarios.prepare(*problem)
+        term_pairs = sum(len(data.rows(pair.query_flags)) * len(data.rows(pair.gallery_flags))
+                         for pair in (scenarios.SCENARIOS[0].pair, scenarios.SCENARIOS[1].pair))
+        if heads == 1:  # the mixed test's products hold every scenario's: nothing is computed twice
+            assert sum(calls) == term_pairs
+        else:  # AD-LT's cross-modality products serve the long-term mixed cases
+            assert sum(calls) < scenario_pairs + term_pairs
+        calls.clear()
+        expected = flatten(evaluate_features_reference(*problem))
+        for key, value in flatten(result).items():
+            assert value == pytest.approx(expected[key], abs=1e-9), key
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -294,9 +360,19 @@ def test_non_finite_feature_in_an_ignored_row_is_still_rejected(bad):
         evaluate_features(feats, pid, clothes, camera, flag)
 
 
-def test_huge_finite_features_are_not_mistaken_for_infinite():
-    from atzoo.evaluation.inputs import _all_finite
+def test_huge_finite_features_are_refused_as_too_large_not_as_infinite():
+    from atzoo.evaluation.inputs import value_problem
     huge = np.full((3, 1, 4), 1e20, dtype=np.float32)  # squared norms overflow float32, values are finite
-    assert _all_finite(huge)
+    huge[0, 0, 0] = 3e38
+    assert "reach 3e+38 in magnitude" in value_problem(huge)
     huge[1, 0, 2] = np.inf
-    assert not _all_finite(huge)
+    assert "NaN or infinite values (first in row 1)" in value_problem(huge)
+
+
+def test_torch_device_path_ranks_like_numpy(monkeypatch):
+    """The products and sorts on a torch device (exercised here on the CPU through the same code)."""
+    import atzoo.evaluation.ranking as ranking
+    problem = random_problem(0, 6)  # exactly representable products: both paths give equal floats
+    expected = evaluate_features(*problem)
+    monkeypatch.setattr(ranking, "_is_cpu", lambda device: False)
+    assert evaluate_features(*problem, device="cpu", chunk_size=7) == expected

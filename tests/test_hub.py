@@ -58,7 +58,7 @@ def test_the_guard_lists_every_offender_and_checks_subfolders_and_links(package)
     assert paths == {"extra", "extra/cam01-f3-0002.jpg", "link.json"}
     with pytest.raises(UploadBlockedError) as error:
         guard(package)
-    assert "3 file(s)" in str(error.value) and "licence" in str(error.value)
+    assert "3 problem(s)" in str(error.value) and "licence" in str(error.value)
 
 
 def test_the_guard_reads_the_text_files_for_dataset_names(package):

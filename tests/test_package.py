@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 import torch
 from click.testing import CliRunner
 from safetensors.torch import save_file
@@ -15,7 +16,8 @@ from safetensors.torch import save_file
 from atzoo.errors import AtzooError, FormatError, PackageError
 from atzoo.formats.metrics import results_from_evaluation
 from atzoo.hub import load
-from atzoo.package import CARD, CONFIG, RESULTS, WEIGHTS, export_run, read_package, requirement
+from atzoo.outputs import OutputError
+from atzoo.package import CARD, CONFIG, PACKAGE_FILES, RESULTS, WEIGHTS, export_run, read_package, requirement
 from tests.packages import SCENARIO_NAMES, TINY_OVERRIDES, fake_metrics, fake_results, make_package, make_run_dir
 
 def test_export_writes_exactly_the_four_files_with_rebuild_config(tmp_path):
@@ -133,11 +135,15 @@ def test_export_refuses_a_non_empty_out_dir_unless_overwrite(tmp_path):
     out = tmp_path / "pkg"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(PackageError, match="--overwrite"):
+    with pytest.raises(OutputError, match="--overwrite"):
         export_run(run, out)
+    with pytest.raises(OutputError, match="keep.txt"):
+        export_run(run, out, overwrite=True)
     assert (out / "keep.txt").read_text() == "mine"
-    export_run(run, out, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / WEIGHTS).is_file()
+    (out / "keep.txt").unlink()
+    export_run(run, out)
+    export_run(make_run_dir(tmp_path / "run2", synthetic=True, seed=1), out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(PACKAGE_FILES)
 
 
 def test_export_of_a_damaged_run_leaves_the_old_package_untouched(tmp_path):

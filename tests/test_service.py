@@ -303,7 +303,7 @@ def test_reading_a_runner_directory_creates_nothing(tmp_path):
 def test_a_lost_queue_file_beside_existing_jobs_is_not_recreated(runner):
     with open_queue(runner) as queue:
         queue.submit("verify", "e.json", {"entry": "x", "data_root": "y"})
-    runner.job_dir(1).mkdir(parents=True)
+    assert runner.job_dir(1).is_dir()
     runner.queue_file.unlink()
     with pytest.raises(ServiceError, match="missing although"):
         open_queue(runner)

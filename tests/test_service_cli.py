@@ -2,6 +2,7 @@
 submit, status, logs, cancel, retry and a worker end to end."""
 
 import json
+import shutil
 import os
 import re
 import signal
@@ -170,13 +171,13 @@ def test_read_only_commands_refuse_a_missing_runner_directory_or_queue(tmp_path,
         assert result.exit_code == 2 and "no runner directory at" in result.output, (args, result.output)
     assert not (tmp_path / "nowhere").exists()
 
-    (queued / "jobs" / "1").mkdir()
+    assert (queued / "jobs" / "1" / "job.json").is_file()
     for name in ("queue.sqlite3", "queue.sqlite3-wal", "queue.sqlite3-shm"):
         (queued / name).unlink(missing_ok=True)
     for args in (["status"], ["logs", "1"], ["cancel", "1"], ["retry", "1"]):
         result = invoke(queued, *args)
         assert result.exit_code == 2 and "queue.sqlite3 is missing although" in result.output, (args, result.output)
-    (queued / "jobs" / "1").rmdir()
+    shutil.rmtree(queued / "jobs" / "1")
     result = invoke(queued, "status")
     assert result.exit_code == 2 and "has no queue file (queue.sqlite3)" in result.output, result.output
     assert not (queued / "queue.sqlite3").exists()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +24,7 @@ from atzoo.app import demo as demo_logic
 from atzoo.app import plots
 from atzoo.app.colours import MethodColours, status_colour
 from atzoo.app.generalization import generalization_tab
+from atzoo.app.sessionfiles import DELETE_CACHE, SessionFiles
 from atzoo.formats.entry import RELEASES
 from atzoo.leaderboard.board_dataset import load_board_dataset, resolve_source
 from atzoo.leaderboard.detail import URL_PARAMETER, detail_markdown, entry_detail
@@ -158,6 +158,7 @@ class LeaderboardApp:
             self.demo_models = {str(ref): str(ref) for ref in demo_models or ()}
         self.models = demo_logic.ModelCache(registry)
         self.registry = registry
+        self.files = SessionFiles()
         self.snapshot()
 
     def snapshot(self) -> Snapshot:
@@ -209,13 +210,13 @@ class LeaderboardApp:
 
     def csv(self, metric: str, release: str, verified_only: bool, task_families: Sequence[str] | None,
             backbones: Sequence[str] | None, show_flagged: bool, include_tricks: bool, search: str,
-            sort_by: str) -> str:
-        """The table shown, as a CSV file to download."""
+            sort_by: str, request: gr.Request | None = None) -> str:
+        """The table shown, as a CSV file to download (in the session's folder, deleted when it ends)."""
         from atzoo.io import write_text_atomic
 
         table = self.table(metric, release, verified_only, task_families, backbones, show_flagged, include_tricks,
                            search, sort_by)
-        folder = Path(tempfile.mkdtemp(prefix="atzoo-leaderboard-"))
+        folder = self.files.folder(request)
         path = folder / f"atzoo-leaderboard-{release or DEFAULT_RELEASE}-{metric or 'rank1'}.csv"
         write_text_atomic(path, rows_to_csv(table.rows))
         return str(path)
@@ -508,7 +509,8 @@ def build_app(leaderboard_dir: str | os.PathLike, *, runner_dir: str | os.PathLi
     """
     app = LeaderboardApp(leaderboard_dir, runner_dir=runner_dir, demo_models=demo_models, registry=registry,
                          allow_local_paths=allow_local_paths, source=source)
-    with gr.Blocks(title="atzoo leaderboard: anytime person re-identification", fill_width=True) as blocks:
+    with gr.Blocks(title="atzoo leaderboard: anytime person re-identification", fill_width=True,
+                   delete_cache=DELETE_CACHE) as blocks:
         gr.Markdown("# atzoo leaderboard\nAnytime person re-identification on AT-USTC: six scenarios, "
                     "Any-Time = their mean. Reported numbers, verified numbers and disclosures side by side.")
         with gr.Tabs():
@@ -524,8 +526,23 @@ def build_app(leaderboard_dir: str | os.PathLike, *, runner_dir: str | os.PathLi
                 _submit_tab(app)
             with gr.Tab("About", id="about"):
                 gr.Markdown(ABOUT)
+        blocks.unload(app.files.end_session)
     blocks.atzoo_app = app
+    _close_with(blocks, app.files.close)
     return blocks
+
+
+def _close_with(blocks: gr.Blocks, cleanup: Callable[[], None]) -> None:
+    """Make `blocks.close()` also delete the app's session files."""
+    close = blocks.close
+
+    def close_and_clean(*args, **kwargs):
+        try:
+            return close(*args, **kwargs)
+        finally:
+            cleanup()
+
+    blocks.close = close_and_clean  # type: ignore[method-assign]
 
 
 def serve(leaderboard_dir: str | os.PathLike, host: str = "127.0.0.1", port: int | None = None, share: bool = False,

@@ -12,7 +12,7 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of tables.")
 @click.option("--no-mixed", is_flag=True, help="Skip the scenario-agnostic mixed test.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None,
-              help="Queries per similarity block (default: blocks of about 16M similarities).")
+              help="Queries per similarity block (default: sized from a 256 MB budget and the free memory).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--progress/--no-progress", default=False, help="Show a progress bar per scenario.")
 def eval_features(features_file: Path, as_json: bool, no_mixed: bool, chunk_size: int | None, device: str,

@@ -51,10 +51,16 @@ def train(method: str | None, config: Path | None, data_root: Path | None, out_d
     Every setting is checked before anything is read or written. Works the same under
     `torchrun --nproc_per_node=N -m atzoo train ...` (DistributedDataParallel).
     """
+    from atzoo.outputs import check_fresh_folder, check_placement
     from atzoo.runner import train as run_training
     from atzoo.runner.distributed import is_main_process
     from atzoo.runner.rundir import METRICS_FILE
 
+    inputs = [data_root] if data_root is not None else []
+    if resume:
+        check_placement(out_dir, inputs)
+    else:
+        check_fresh_folder(out_dir, inputs, hint="use --resume to continue it, or choose another --out")
     started = time.perf_counter()
     method, overrides = train_request(method, config, settings)
     run = run_training(method, data_root, out_dir, overrides, resume=resume, skip_bad_names=skip_bad_names)

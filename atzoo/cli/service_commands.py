@@ -232,7 +232,7 @@ def status(ctx: click.Context, as_json: bool, no_sync: bool) -> None:
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        style = STATE_STYLES.get(row["state"], "")
+        style = STATE_STYLES.get(row["state"], "red")
         cells = [str(row["id"]), row["kind"], row["target"], f"[{style}]{row['state']}[/]", str(row["attempts"]),
                  row["submitted"] or "", _duration(row["duration_s"]), row["reason"] or ""]
         if with_slurm:
@@ -243,6 +243,27 @@ def status(ctx: click.Context, as_json: bool, no_sync: bool) -> None:
     out = console()
     out.print(table)
     out.print(", ".join(f"{count} {state}" for state, count in counts.items()))
+    for row in rows:
+        if row["state"] == "damaged":
+            click.echo(f"job {row['id']}: damaged: {row['reason']}", err=True)
+
+
+@runner.command()
+@click.pass_context
+def recover(ctx: click.Context) -> None:
+    """Rebuild the queue from the job folders' records (after a lost, emptied, damaged or foreign queue
+    file). Rows that are still readable are kept; a damaged queue file is moved aside, never deleted."""
+    from atzoo.service.control import recover_queue
+
+    with user_errors():
+        recovery = recover_queue(_runner_dir(ctx))
+    if recovery.moved_aside:
+        click.echo(f"the old queue file was moved aside to {recovery.moved_aside}")
+    click.echo(f"kept {recovery.kept_rows} row(s); added {len(recovery.added)} job(s) from their folders"
+               + (": " + ", ".join(f"{job_id} ({state})" for job_id, state in sorted(recovery.added.items()))
+                  if recovery.added else ""))
+    for folder, why in recovery.skipped.items():
+        click.echo(f"skipped {folder}: {why}", err=True)
 
 
 @runner.command()

@@ -74,14 +74,16 @@ def pull(ref: str, revision: str | None, sha256: str | None, as_json: bool) -> N
 @click.option("--batch-size", default=64, show_default=True, type=int)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-def embed(model_ref: str, inputs: tuple[str, ...], out: Path, batch_size: int, device: str, no_progress: bool) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace --out when it is an existing features file.")
+def embed(model_ref: str, inputs: tuple[str, ...], out: Path, batch_size: int, device: str, no_progress: bool,
+          overwrite: bool) -> None:
     """Embed images with MODEL (a package folder, ORG/NAME[@REV] or a run folder of `atzoo train`)
     into a features file."""
     from atzoo.embed import embed as embed_images
 
     with elapsed("atzoo embed"), user_errors():
         result = embed_images(model_ref, inputs, out, batch_size=batch_size, device=device,
-                              progress=not no_progress)
+                              progress=not no_progress, overwrite=overwrite)
     click.echo(f"{result.count} embeddings {result.shape} written to {result.path}")
     if result.labelled:
         click.echo(f"Labels read from the AT-USTC names: evaluate with `atzoo eval-features {result.path}`")

@@ -745,31 +745,21 @@ def default_workers(config: SynthConfig) -> int:
 
 
 def _check_destination(root: Path, overwrite: bool) -> None:
-    """Refuse a file, a non-empty folder without `overwrite`, and any folder that is not a
-    synthetic dataset (no `synthetic.json`) even with it, so a typo cannot delete real data."""
-    if root.exists() and not root.is_dir():
-        raise DestinationError(f"{root} exists and is not a directory")
-    if not root.is_dir() or not any(root.iterdir()):
-        return
-    if not overwrite:
-        raise DestinationError(f"{root} exists and is not empty (use --overwrite, or overwrite=True, to replace "
-                               "a synthetic dataset there)")
-    if not (root / MANIFEST_NAME).is_file():
-        raise DestinationError(f"{root} is not empty and holds no {MANIFEST_NAME}: only a folder written by this "
-                               "generator (or an empty one) is replaced; choose another path or remove it yourself")
+    """The output rule (`atzoo.outputs`): a new or empty folder, or with `overwrite` a folder this
+    generator wrote (its manifest and person folders only), so a typo cannot delete real data."""
+    from atzoo.outputs import SYNTHETIC_DATASET, OutputError, check_output_folder
+
+    try:
+        check_output_folder(root, SYNTHETIC_DATASET, overwrite=overwrite)
+    except OutputError as error:
+        raise DestinationError(str(error)) from None
 
 
 def _move_into_place(staging: Path, root: Path) -> None:
-    """Rename the finished dataset to `root`; an old `root` is removed only once the new one is there."""
-    if root.is_dir() and not any(root.iterdir()):
-        root.rmdir()
-    if not root.exists():
-        os.rename(staging, root)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".old", dir=root.parent))
-    os.replace(root, old)
-    os.rename(staging, root)
-    shutil.rmtree(old, ignore_errors=True)
+    """Rename the finished dataset to `root` (`atzoo.outputs.replace_folder`: the old one stays until then)."""
+    from atzoo.outputs import replace_folder
+
+    replace_folder(staging, root)
 
 
 def publish_dataset(root: str | os.PathLike, write: Callable[[Path], None], manifest: dict, *,

@@ -1,5 +1,7 @@
 """Features files: `.npz` with `feats` (N, D) or (N, 6, D), `pid`, `clothes`, `camera`, `flag`
-(ints, length N) and optionally `paths` (strings). Loaded without pickle, checked on load."""
+(ints, length N) and optionally `paths` (strings); the format is `atzoo.formats.features`. The
+headers are checked before anything is loaded, the values (finite, of a sane magnitude, not
+degenerate; labels in range) once loaded, and again before a file is written. Never unpickled."""
 
 from __future__ import annotations
 
@@ -12,11 +14,10 @@ from typing import Any
 import numpy as np
 
 from atzoo.errors import FeaturesError
-from atzoo.evaluation.inputs import check_features, check_labels
+from atzoo.evaluation.inputs import check_features, check_labels, value_problem
+from atzoo.formats.features import LABEL_KEYS, REQUIRED_KEYS, check_layout, read_headers
+from atzoo.formats.special import refuse_special
 from atzoo.io import atomic_path
-
-LABEL_KEYS = ("pid", "clothes", "camera", "flag")
-REQUIRED_KEYS = ("feats",) + LABEL_KEYS
 
 
 @dataclass(frozen=True)
@@ -40,25 +41,31 @@ class FeatureSet:
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The arrays, once their headers (read first, without loading anything) passed `check_layout`."""
+    refuse_special(path, follow_links=True)
     if not path.is_file():
         raise FeaturesError(f"{path}: no such features file")
     if not zipfile.is_zipfile(path):
         raise FeaturesError(f"{path} is not a .npz (zip) file; expected arrays {', '.join(REQUIRED_KEYS)}")
+    check_layout(path, read_headers(path))
     try:
         with np.load(path, allow_pickle=False) as archive:
-            missing = [key for key in REQUIRED_KEYS if key not in archive.files]
-            if missing:
-                raise FeaturesError(f"{path} lacks the array(s) {', '.join(missing)}; "
-                                    f"expected {', '.join(REQUIRED_KEYS)} (and optionally paths)")
             keys = REQUIRED_KEYS + (("paths",) if "paths" in archive.files else ())
             return {key: archive[key] for key in keys}
-    except FeaturesError:
-        raise
     except ValueError as error:
         raise FeaturesError(f"{path}: an array needs pickle to load or is damaged ({error}); "
                             "store plain numeric arrays and strings") from None
     except (OSError, zipfile.BadZipFile, EOFError) as error:
         raise FeaturesError(f"{path} cannot be read as .npz ({error})") from None
+
+
+def is_features_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a .npz holding a `feats` array (what `save_features` and `atzoo embed` write)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "feats.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def load_features(path: str | os.PathLike) -> FeatureSet:
@@ -67,10 +74,9 @@ def load_features(path: str | os.PathLike) -> FeatureSet:
     arrays = _read_arrays(path)
     try:
         feats = check_features(arrays["feats"])
-        if feats.dtype.kind != "f":
-            raise FeaturesError(f"feats must be a float array, got dtype {feats.dtype}")
-        if not np.all(np.isfinite(feats)):
-            raise FeaturesError("feats contain NaN or infinite values")
+        problem = value_problem(feats)
+        if problem:
+            raise FeaturesError(problem)
         pid, clothes, camera, flag = (arrays[key] for key in LABEL_KEYS)
         labels = check_labels(pid, clothes, camera, flag, n=feats.shape[0])
     except FeaturesError as error:
@@ -89,6 +95,9 @@ def save_features(path: str | os.PathLike, feats: Any, pid: Any, clothes: Any, c
     path = Path(path)
     feats_np = np.asarray(feats.detach().cpu().numpy() if hasattr(feats, "detach") else feats)
     checked = check_features(feats_np)
+    problem = value_problem(checked)
+    if problem:
+        raise FeaturesError(f"not writing {path}: {problem}")
     labels = check_labels(pid, clothes, camera, flag, n=checked.shape[0])
     arrays: dict[str, Any] = {"feats": feats_np, **dict(zip(LABEL_KEYS, labels))}
     if paths is not None:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from atzoo.errors import FeaturesError
+from atzoo.formats.features import MAX_FEATURE_MAGNITUDE, MAX_LABEL, UNLABELLED
 from atzoo.protocol import CAMERAS, FLAGS, SCENARIOS, TEST_FLAGS, modalities_of_cameras
 
 NUM_HEADS = len(SCENARIOS)
@@ -75,6 +76,10 @@ def _int_labels(name: str, values: Any, n: int) -> np.ndarray:
             raise FeaturesError(f"{name} must hold integers, got non-integer values")
     elif array.dtype.kind not in "iub":
         raise FeaturesError(f"{name} must hold integers, got dtype {array.dtype}")
+    if array.size and (array.min() < UNLABELLED or array.max() > MAX_LABEL):
+        bad = array.min() if array.min() < UNLABELLED else array.max()
+        raise FeaturesError(f"{name} must be in {UNLABELLED}..{MAX_LABEL}, found {bad:g}"
+                            if array.dtype.kind == "f" else f"{name} must be in {UNLABELLED}..{MAX_LABEL}, found {bad}")
     return array.astype(np.int64)
 
 
@@ -110,18 +115,39 @@ def prepare(features: Any, person: Any, clothes: Any, camera: Any, flag: Any) ->
     feats = check_features(features)
     person, clothes, camera, flag = check_labels(person, clothes, camera, flag, feats.shape[0])
     keep = np.isin(flag, TEST_FLAGS)
-    if not _all_finite(feats):
-        raise FeaturesError("features contain NaN or infinite values")
+    problem = value_problem(feats)
+    if problem:
+        raise FeaturesError(problem)
     feats = _normalized(feats if keep.all() else feats[keep])
     return TestData(feats, person[keep], clothes[keep], camera[keep], flag[keep])
 
 
-def _all_finite(feats: np.ndarray) -> bool:
-    """Whether every value is finite. A NaN or infinite value makes its vector's squared norm NaN or
-    infinite, so the squared norms (one fast pass, no array of the features' size) decide; only when
-    one is not finite (possibly an overflow of large finite values) is every value checked."""
-    squared = np.einsum("nhd,nhd->nh", feats, feats)
-    return bool(np.all(np.isfinite(squared))) or bool(np.all(np.isfinite(feats)))
+def value_problem(feats: np.ndarray) -> str | None:
+    """Why these features cannot be ranked, or None: NaN or infinite values, values so large that a
+    squared norm overflows (|x| above MAX_FEATURE_MAGNITUDE), all-zero vectors (no direction to rank
+    by), or every vector the same (every ranking a tie). One pass computes the squared norms; the
+    features are read again only when one of them says something is wrong."""
+    feats = feats if feats.ndim == 3 else feats[:, None, :]
+    if feats.shape[0] == 0:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        squared = np.einsum("nhd,nhd->nh", feats, feats, dtype=np.float64)
+    if not np.all(np.isfinite(squared)) or float(squared.max()) > MAX_FEATURE_MAGNITUDE ** 2 * feats.shape[2]:
+        if not np.all(np.isfinite(feats)):
+            bad = int(np.flatnonzero(~np.isfinite(feats).reshape(len(feats), -1).all(axis=1))[0])
+            return f"features contain NaN or infinite values (first in row {bad})"
+        largest = float(np.abs(feats).max())
+        if largest > MAX_FEATURE_MAGNITUDE:
+            return (f"features reach {largest:.3g} in magnitude, more than {MAX_FEATURE_MAGNITUDE:g}: their squared "
+                    f"norms would overflow; scale them down (L2-normalised features are ideal)")
+    zero = np.flatnonzero((squared == 0).any(axis=1))
+    if zero.size:
+        return (f"{zero.size} feature vector(s) are all zero (first: row {int(zero[0])}); a zero vector has no "
+                f"direction to rank by")
+    if len(feats) > 1 and np.ptp(squared, axis=0).max() == 0 and np.array_equal(
+            feats, np.broadcast_to(feats[:1], feats.shape)):
+        return f"all {len(feats)} feature vectors are equal; every ranking would be a tie"
+    return None
 
 
 def _normalized(feats: np.ndarray) -> np.ndarray:

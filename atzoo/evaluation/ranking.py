@@ -1,36 +1,40 @@
-"""Chunked ranking: the rank of every true match of every query, without sorting any gallery.
+"""Chunked ranking in NumPy: the rank of every true match of every query, exactly as a full sort
+of each query's kept gallery would give it, ties broken by gallery order.
 
-For a chunk of queries the similarity block (chunk x gallery) comes from one matrix product.
-Invalid same-person items are set to -inf. An item's bucket is the number of the query's valid
-true matches it outranks; a histogram of buckets per row, summed from the top, gives each true
-match's rank minus one. Only items scoring at least the query's worst valid true match can
-outrank one (the candidates). Few candidates: each gets an int64 key ordering it by (query row,
-similarity, earlier gallery index first), and one `searchsorted` among the true matches' sorted
-keys gives its bucket. Many candidates: one batched `searchsorted` of the whole block among each
-row's sorted true-match similarities does, and only exact ties with a true match take the key
-path. Either way ties are broken by gallery order. Memory is one chunk's block; time is the
-product (on every thread) plus a few linear passes (on one thread). Several rankings of parts of
-the same queries against the same gallery (`rank_cases`) share each chunk's product.
+A gallery is ranked as one or more parts (segments, e.g. its RGB and its IR images). For a chunk
+of queries each segment's similarity block comes from one matrix product and is sorted row by row
+(NumPy's vectorised sort of float32). A true match of value v then ranks after every item above v
+(two binary searches in each sorted row: items < v and items <= v) and after the items equal to v
+that come earlier in gallery order (only counted when v is tied, which real features rarely are),
+minus the same-person items the protocol removes (few: compared directly). Nothing is ever set to
+-inf, so every ranking that uses the same queries, output and gallery parts shares one product and
+one sort per chunk (`RankCase`). Memory is two blocks per segment (similarities and their sorted
+copy), sized from a budget and the memory available (`block_rows`).
+
+With `device` a torch device (e.g. CUDA), the products and sorts run there and the sorted blocks
+come back to the CPU for the counting; torch is imported only then.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from atzoo.errors import FeaturesError
 from atzoo.evaluation.inputs import Labels
 from atzoo.evaluation.metrics import QueryResults
 
-CHUNK_ELEMENTS = 1 << 24
-"""Default similarity-block size (elements, 64 MB of float32): large blocks keep the matrix product
-near its best throughput (measured on a 5k x 5k product: 1,024-row blocks 20% and 1,677-row
-blocks 8% slower than 5,000-row ones)."""
+BLOCK_BUDGET = 256 << 20
+"""Default bytes for one chunk's blocks (similarities and their sorted copy, every segment)."""
+MEMORY_SHARE = 0.25
+"""Blocks never take more than this share of the memory available when the ranking starts."""
+MAX_CHUNK_ROWS = 8192
+PAIR_COMPARISONS = 1 << 22
+"""Elements of the (rows x matches x matches) comparison of same-person items done at once."""
 
 
 @dataclass(frozen=True)
@@ -60,22 +64,52 @@ class JunkRule:
         return junk
 
 
-LARGE_GALLERY_ELEMENTS = 1 << 26
-"""Block size allowed (256 MB) to keep at least `MIN_CHUNK_ROWS` rows for a very large gallery."""
-MIN_CHUNK_ROWS = 512
-"""Below about 512 rows per block the product streams the whole gallery for too few queries (a
-5k x 5k product with 256-row blocks took 1.9 times as long as with 5,000-row ones)."""
+@dataclass(frozen=True)
+class Segment:
+    """One part of a gallery: L2-normalised features (G x D), labels, and `order`, the gallery
+    order that breaks ties (strictly increasing within the segment, comparable across segments)."""
+
+    features: np.ndarray
+    labels: Labels
+    order: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.order)
 
 
-def default_chunk_size(gallery_size: int) -> int:
-    gallery_size = max(gallery_size, 1)
-    rows = max(CHUNK_ELEMENTS // gallery_size, min(MIN_CHUNK_ROWS, LARGE_GALLERY_ELEMENTS // gallery_size))
-    return int(min(4096, max(16, rows)))
+@dataclass(frozen=True)
+class RankCase:
+    """One ranking sharing the products of a chunk with others: the contiguous query rows it covers,
+    the rule that removes its invalid same-person targets, and the segments that form its gallery
+    (None: all)."""
+
+    rule: JunkRule
+    rows: slice
+    segments: tuple[int, ...] | None = None
 
 
-def max_chunk_size(gallery_size: int) -> int:
-    """The most query rows whose keys (row, 32-bit value, column) still fit a non-negative int64."""
-    return 1 << (31 - (gallery_size + 1).bit_length())
+def available_memory() -> int:
+    """Bytes of memory available now (Linux MemAvailable; else free pages; else 4 GiB)."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def block_rows(gallery_size: int, budget: int | None = None, available: int | None = None) -> int:
+    """Query rows per chunk: the similarity block and its sorted copy (8 bytes per gallery item
+    and row) fit in `budget` (default `BLOCK_BUDGET`) and in `MEMORY_SHARE` of the available memory;
+    at least 1, at most `MAX_CHUNK_ROWS`."""
+    limit = min(BLOCK_BUDGET if budget is None else budget,
+                int(MEMORY_SHARE * (available_memory() if available is None else available)))
+    return int(min(MAX_CHUNK_ROWS, max(1, limit // (8 * max(gallery_size, 1)))))
 
 
 class SamePersonIndex:
@@ -87,7 +121,9 @@ class SamePersonIndex:
                                                            return_counts=True)
 
     def lookup(self, query_person: np.ndarray) -> np.ndarray:
-        """(queries x widest group) gallery indices; the gallery must not be empty."""
+        """(queries x widest group) gallery indices."""
+        if len(self.persons) == 0:
+            return np.full((len(query_person), 1), -1, dtype=np.int64)
         slot = np.clip(np.searchsorted(self.persons, query_person), 0, len(self.persons) - 1)
         count = np.where(self.persons[slot] == query_person, self.counts[slot], 0)
         offset = np.arange(max(int(count.max(initial=0)), 1))
@@ -96,178 +132,207 @@ class SamePersonIndex:
         return np.where(present, self.order[positions], -1)
 
 
-def _keys(values: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, index_bits: int) -> torch.Tensor:
-    """Non-negative int64 keys increasing with (row, value, earlier column)."""
-    bits = (values + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0: the zeros tie as floats do
-    ordered = (bits ^ ((bits >> 31) & 0x7FFFFFFF)).to(torch.int64) + (1 << 31)
-    reverse_column = (1 << index_bits) - 1 - columns
-    return (rows << (32 + index_bits)) | (ordered << index_bits) | reverse_column
+Products = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+"""(query chunk, segment number) -> (similarities, the same sorted along each row), float32."""
 
 
-DENSE_FRACTION = 0.25
-"""Above this fraction of candidates in a block, buckets are found for the whole block at once."""
+def _numpy_products(segments: Sequence[Segment], rows: int) -> Products:
+    buffers = {i: (np.empty((rows, len(s)), np.float32), np.empty((rows, len(s)), np.float32))
+               for i, s in enumerate(segments)}
+    transposed = [s.features.T for s in segments]
+
+    def products(queries: np.ndarray, segment: int) -> tuple[np.ndarray, np.ndarray]:
+        block, ordered = (buffer[:len(queries)] for buffer in buffers[segment])
+        np.matmul(queries, transposed[segment], out=block)
+        ordered[...] = block
+        ordered.sort(axis=1)
+        return block, ordered
+
+    return products
 
 
-def _sparse_histogram(similarity: torch.Tensor, matches: torch.Tensor, valid: torch.Tensor,
-                      candidates: torch.Tensor) -> torch.Tensor:
-    """(c x P+1) counts: items of each row with exactly b valid true matches ranked below them,
-    over the `candidates` (a boolean mask that holds every item some true match does not outrank)."""
-    c, width = matches.shape
-    index_bits = max(int(similarity.shape[1]).bit_length(), 1)
-    rows, columns = torch.nonzero(candidates, as_tuple=True)
-    candidate_keys = _keys(similarity[rows, columns], rows, columns, index_bits)
-    match_rows = torch.arange(c, device=similarity.device)[:, None].expand(c, width)[valid]
-    match_values = similarity.gather(1, matches)[valid]
-    match_keys = _keys(match_values, match_rows, matches[valid], index_bits).sort().values
+def _torch_products(segments: Sequence[Segment], device: Any) -> Products:
+    import torch
+
+    on_device = [torch.from_numpy(np.ascontiguousarray(s.features)).to(device) for s in segments]
+
+    def products(queries: np.ndarray, segment: int) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            block = torch.from_numpy(np.ascontiguousarray(queries)).to(device) @ on_device[segment].T
+            ordered = block.sort(dim=1).values
+            return block.cpu().numpy(), ordered.cpu().numpy()
+
+    return products
+
+
+def _is_cpu(device: Any) -> bool:
+    return device is None or str(device) == "cpu"
+
+
+@dataclass
+class _Matches:
+    """The same-person items of a chunk's rows in a case's segments (rows x slots)."""
+
+    values: np.ndarray
+    order: np.ndarray
+    valid: np.ndarray
+    junk: np.ndarray
+
+
+def _matches(blocks: dict[int, np.ndarray], segments: Sequence[Segment], indexes: Sequence[SamePersonIndex],
+             used: Sequence[int], query: Labels, rows: np.ndarray, local: slice, rule: JunkRule) -> _Matches:
+    parts = []
+    for s in used:
+        same = indexes[s].lookup(query.person[rows])
+        present = same >= 0
+        slot = np.where(present, same, 0)
+        junk = np.zeros_like(present)
+        junk[present] = rule.junk(query, segments[s].labels, np.broadcast_to(rows[:, None], same.shape)[present],
+                                  same[present])
+        block = blocks[s][local]
+        flat = slot + (np.arange(len(slot)) * block.shape[1])[:, None]
+        values = block.reshape(-1).take(flat) if block.shape[1] else np.zeros(slot.shape, np.float32)
+        parts.append((values, segments[s].order[slot] if len(segments[s]) else slot, present & ~junk,
+                      present & junk))
+    return _Matches(*(np.concatenate(column, axis=1) for column in zip(*parts)))
+
+
+def _removed_above(matches: _Matches) -> np.ndarray:
+    """For every slot, how many removed same-person items rank ahead of it (higher similarity, or
+    equal and earlier in gallery order)."""
+    values, order, junk = matches.values, matches.order, matches.junk
+    removed = np.zeros(values.shape, np.int64)
+    if not junk.any():
+        return removed
+    width = values.shape[1]
+    step = max(1, PAIR_COMPARISONS // max(width * width, 1))
+    for start in range(0, len(values), step):
+        part = slice(start, start + step)
+        v, o = values[part], order[part]
+        ahead = (v[:, None, :] > v[:, :, None]) | ((v[:, None, :] == v[:, :, None]) & (o[:, None, :] < o[:, :, None]))
+        removed[part] = np.count_nonzero(ahead & junk[part][:, None, :], axis=2)
+    return removed
+
+
+def _earlier_ties(blocks: dict[int, np.ndarray], segments: Sequence[Segment], used: Sequence[int], local: slice,
+                  matches: _Matches, tied: np.ndarray) -> np.ndarray:
+    """For the tied slots: items of equal similarity earlier in gallery order (removed ones included)."""
+    earlier = np.zeros(tied.shape, np.int64)
+    for row in np.flatnonzero(tied.any(1)):
+        slots = np.flatnonzero(tied[row])
+        values, order = matches.values[row, slots], matches.order[row, slots]
+        for s in used:
+            if not len(segments[s]):
+                continue
+            cut = np.searchsorted(segments[s].order, order)
+            similarity = blocks[s][local][row]
+            equal = similarity[None, :] == values[:, None]
+            earlier[row, slots] += np.count_nonzero(equal & (np.arange(len(similarity))[None, :] < cut[:, None]), 1)
+    return earlier
+
+
+def _results(rank: np.ndarray, valid: np.ndarray) -> QueryResults:
+    """Per-query CMC rank, AP and INP from the ranks of the valid true matches."""
     count = valid.sum(1)
-    first_of_row = torch.cumsum(count, 0) - count
-    bucket = torch.searchsorted(match_keys, candidate_keys) - first_of_row[rows]
-    return torch.bincount(rows * (width + 1) + bucket, minlength=c * (width + 1)).view(c, width + 1)
-
-
-def _dense_histogram(similarity: torch.Tensor, matches: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """The same counts as `_sparse_histogram`, for blocks where most items are candidates: one
-    batched search of every item among its row's sorted true-match values. Items whose value
-    equals a true match's (the matches themselves, exact ties) go through the sparse path, which
-    orders equal values by gallery index."""
-    c, width = matches.shape
-    match_values = torch.where(valid, similarity.gather(1, matches), torch.inf).sort(1).values
-    bucket = torch.searchsorted(match_values, similarity, out_int32=True)
-    row_offset = torch.arange(0, c * (width + 1), width + 1, device=similarity.device, dtype=torch.int32)[:, None]
-    bucket += row_offset  # the histogram bin; also the bucket's value in the table padded with +inf below
-    padded = torch.cat([match_values, match_values.new_full((c, 1), torch.inf)], 1).view(-1)
-    tied = similarity == padded.index_select(0, bucket.view(-1)).view_as(similarity)
-    torch.where(tied, row_offset, bucket, out=bucket)  # counted by the key path instead; bin 0 adds no rank
-    histogram = torch.bincount(bucket.view(-1), minlength=c * (width + 1)).view(c, width + 1)
-    return histogram + _sparse_histogram(similarity, matches, valid, tied)
-
-
-def _chunk_results(similarity: torch.Tensor, matches: torch.Tensor, valid: torch.Tensor) -> QueryResults:
-    """Per-query results of one chunk; `matches` (c x P) index the columns of `similarity` (c x G),
-    `valid` marks the valid true matches among them (invalid same-person items are already -inf;
-    the other slots are padding and are ignored).
-
-    Only items scoring at least the row's worst valid true match can outrank one; when they are
-    few the sparse path handles just them, otherwise the dense path handles the whole block."""
-    c, width = matches.shape
-    device = similarity.device
-    threshold = torch.where(valid, similarity.gather(1, matches), torch.inf).amin(1)
-    candidates = similarity >= threshold[:, None]
-    if int(torch.count_nonzero(candidates)) > DENSE_FRACTION * candidates.numel():
-        del candidates
-        histogram = _dense_histogram(similarity, matches, valid)
-    else:
-        histogram = _sparse_histogram(similarity, matches, valid, candidates)
-    rank = (histogram.sum(1, keepdim=True) - histogram.cumsum(1)[:, :-1] + 1).double()
-    count = valid.sum(1)
-    j = torch.arange(width, device=device)
-    in_use = j[None, :] < count[:, None]
-    count_f = count.double()
-    precision = torch.where(in_use, (count_f[:, None] - j[None, :]) / rank, 0.0)
     has_match = count > 0
-    ap = precision.sum(1) / count_f.clamp(min=1)
-    first = rank.gather(1, (count - 1).clamp(min=0)[:, None]).squeeze(1)
-    inp = count_f / rank[:, 0]
-    return QueryResults(first[has_match].long().cpu().numpy(), ap[has_match].cpu().numpy(),
-                        inp[has_match].cpu().numpy())
+    rank, count = rank[has_match], count[has_match]
+    ranks = np.sort(np.where(valid[has_match], rank, np.iinfo(np.int64).max), axis=1).astype(np.float64)
+    position = np.arange(ranks.shape[1])
+    in_use = position[None, :] < count[:, None]
+    precision = np.where(in_use, (position[None, :] + 1.0) / ranks, 0.0)
+    ap = precision.sum(1) / count
+    last = np.take_along_axis(ranks, (count - 1)[:, None], axis=1)[:, 0]
+    return QueryResults(ranks[:, 0].astype(np.int64), ap, count / last)
 
 
-def _same_person_pairs(index: SamePersonIndex, query: Labels, gallery: Labels, rule: JunkRule, rows: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For a chunk of query rows: same-person gallery indices (c x P, padding 0), which slots are
-    real, and which real slots are junk under `rule`."""
-    same = index.lookup(query.person[rows])
-    present = same >= 0
-    junk = np.zeros_like(present)
-    junk[present] = rule.junk(query, gallery, np.broadcast_to(rows[:, None], same.shape)[present], same[present])
-    return np.where(present, same, 0), present, junk
+def _case_results(blocks: dict[int, np.ndarray], sorted_blocks: dict[int, np.ndarray],
+                  segments: Sequence[Segment], indexes: Sequence[SamePersonIndex], used: Sequence[int],
+                  query: Labels, rows: np.ndarray, local: slice, rule: JunkRule) -> QueryResults:
+    matches = _matches(blocks, segments, indexes, used, query, rows, local, rule)
+    values = matches.values
+    needles = np.concatenate([values, np.nextafter(values, np.float32(np.inf))], axis=1)
+    below = np.zeros(needles.shape, np.int64)  # items < v, then items <= v
+    for s in used:
+        ordered = sorted_blocks[s][local]
+        if ordered.shape[1]:
+            for row in np.flatnonzero(matches.valid.any(1)):
+                below[row] += ordered[row].searchsorted(needles[row])
+    width = values.shape[1]
+    total = sum(len(segments[s]) for s in used)
+    equal = below[:, width:] - below[:, :width]
+    rank = 1 + (total - below[:, width:]) - _removed_above(matches)
+    tied = matches.valid & (equal > 1)
+    if tied.any():
+        rank += _earlier_ties(blocks, segments, used, local, matches, tied)
+    return _results(rank, matches.valid)
 
 
-@contextmanager
-def _single_threaded(device: torch.device) -> Iterator[None]:
-    """Run the ranking passes on one CPU thread. Each is a single linear pass of a few milliseconds,
-    so a second thread gains little, and on a loaded machine every parallel op waits for a
-    descheduled worker (measured: 272 ms per block on two threads against 16 ms on one)."""
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+def _progress(iterable: range, description: str, show: bool) -> Iterator[int]:
+    if not show:
+        return iter(iterable)
+    from tqdm.auto import tqdm
+
+    return iter(tqdm(iterable, desc=description, leave=False, dynamic_ncols=True, disable=None))  # a terminal only
 
 
-@dataclass(frozen=True)
-class RankCase:
-    """One ranking sharing a similarity product with others: the contiguous query rows it covers
-    and the rule that removes its invalid same-person targets."""
-
-    rule: JunkRule
-    rows: slice
-
-
-def _case_results(similarity: torch.Tensor, index: SamePersonIndex, query: Labels, gallery: Labels,
-                  rule: JunkRule, rows: np.ndarray) -> QueryResults:
-    """Results of the query rows `rows` whose similarities are `similarity`. Junk items are set to
-    -inf for the count and then restored, so other cases can reuse the same block."""
-    device = similarity.device
-    matches, present, junk = _same_person_pairs(index, query, gallery, rule, rows)
-    saved: tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-    if junk.any():
-        junk_rows, junk_slots = np.nonzero(junk)
-        cells = (torch.from_numpy(junk_rows).to(device), torch.from_numpy(matches[junk_rows, junk_slots]).to(device))
-        saved = (cells, similarity[cells])
-        similarity[cells] = -torch.inf
-    valid = torch.from_numpy(present & ~junk).to(device)
-    results = _chunk_results(similarity, torch.from_numpy(matches).to(device), valid)
-    if saved is not None:
-        cells, values = saved
-        similarity[cells] = values
-    return results
-
-
-def rank_cases(query_features: torch.Tensor, gallery_features: torch.Tensor, query: Labels, gallery: Labels,
-               cases: Sequence[RankCase], *, chunk_size: int | None = None, progress: bool = False,
-               description: str = "") -> list[QueryResults]:
-    """Per-query results of several rankings against one gallery that share their similarity
-    products: each chunk of queries is multiplied once, and every case ranks the part of the
-    chunk that falls in its rows (a view, no copy). Features on one device, L2-normalised.
-
-    One similarity block is allocated and reused for every chunk: the matrix product writes into
-    a contiguous buffer (a strided output makes it markedly slower); the bucket search adds a few
-    temporaries of the block's size at most."""
-    n_query, n_gallery = query_features.shape[0], gallery_features.shape[0]
+def rank_segments(query_features: np.ndarray, segments: Sequence[Segment], query: Labels,
+                  cases: Sequence[RankCase], *, chunk_size: int | None = None, budget: int | None = None,
+                  device: Any = None, progress: bool = False, description: str = "") -> list[QueryResults]:
+    """Per-query results of several rankings of the same queries (float32, L2-normalised, N x D)
+    against parts of one gallery: each chunk of queries is multiplied by each segment and sorted
+    once, and every case counts its rows of the chunk over its segments."""
     if any(case.rows.step not in (None, 1) for case in cases):
         raise FeaturesError("every case's query rows must be a contiguous slice (step 1)")
-    parts: list[list[QueryResults]] = [[] for _ in cases]
+    n_query = len(query_features)
     spans = [range(n_query)[case.rows] for case in cases]
-    if n_query == 0 or n_gallery == 0:
+    used = [tuple(range(len(segments))) if case.segments is None else case.segments for case in cases]
+    needed = sorted({s for u in used for s in u})
+    parts: list[list[QueryResults]] = [[] for _ in cases]
+    if n_query == 0 or not needed:
         return [QueryResults.empty() for _ in cases]
-    device = query_features.device
-    chunk_size = min(chunk_size or default_chunk_size(n_gallery), max_chunk_size(n_gallery), n_query)
-    index = SamePersonIndex(gallery.person)
-    gallery_t = gallery_features.T
-    block = torch.empty((chunk_size, n_gallery), dtype=query_features.dtype, device=device)
-    for start in tqdm(range(0, n_query, chunk_size), desc=description, disable=None if progress else True, leave=False,
-                      dynamic_ncols=True):
-        stop = min(start + chunk_size, n_query)
-        similarity = block[:stop - start]
-        torch.mm(query_features[start:stop], gallery_t, out=similarity)
-        with _single_threaded(device):
-            for case, span, case_parts in zip(cases, spans, parts):
-                low, high = max(start, span.start), min(stop, span.stop)
-                if low < high:
-                    case_parts.append(_case_results(similarity[low - start:high - start], index, query, gallery,
-                                                    case.rule, np.arange(low, high)))
+    rows = min(chunk_size or block_rows(sum(len(segments[s]) for s in needed), budget), n_query)
+    products = _numpy_products(segments, rows) if _is_cpu(device) else _torch_products(segments, device)
+    indexes = [SamePersonIndex(s.labels.person) for s in segments]
+    for start in _progress(range(0, n_query, rows), description, progress):
+        stop = min(start + rows, n_query)
+        chunk = np.ascontiguousarray(query_features[start:stop])
+        blocks, sorted_blocks = {}, {}
+        for s in needed:
+            blocks[s], sorted_blocks[s] = products(chunk, s)
+        for case, span, segs, case_parts in zip(cases, spans, used, parts):
+            low, high = max(start, span.start), min(stop, span.stop)
+            if low < high:
+                case_parts.append(_case_results(blocks, sorted_blocks, segments, indexes, segs, query,
+                                                np.arange(low, high), slice(low - start, high - start), case.rule))
     return [QueryResults.concat(case_parts) for case_parts in parts]
 
 
-def rank_queries(query_features: torch.Tensor, gallery_features: torch.Tensor, query: Labels, gallery: Labels,
+def _as_float32(features: Any) -> tuple[np.ndarray, Any]:
+    """Features as a float32 numpy array, and the torch device they were on (None for numpy/CPU)."""
+    device = getattr(features, "device", None)
+    if hasattr(features, "detach"):
+        features = features.detach().cpu().numpy()
+    return np.ascontiguousarray(features, dtype=np.float32), None if _is_cpu(device) else device
+
+
+def rank_cases(query_features: Any, gallery_features: Any, query: Labels, gallery: Labels,
+               cases: Sequence[RankCase], *, chunk_size: int | None = None, progress: bool = False,
+               description: str = "") -> list[QueryResults]:
+    """Per-query results of several rankings against one whole gallery that share their products
+    (features: numpy arrays or torch tensors, L2-normalised; tensors on a GPU are ranked there).
+    Every case ranks the part of each chunk that falls in its rows."""
+    queries, device = _as_float32(query_features)
+    gallery_array, _ = _as_float32(gallery_features)
+    segment = Segment(gallery_array, gallery, np.arange(len(gallery_array)))
+    whole = [RankCase(case.rule, case.rows, None) for case in cases]
+    return rank_segments(queries, [segment], query, whole, chunk_size=chunk_size, device=device,
+                         progress=progress, description=description)
+
+
+def rank_queries(query_features: Any, gallery_features: Any, query: Labels, gallery: Labels,
                  rule: JunkRule, *, chunk_size: int | None = None, progress: bool = False,
                  description: str = "") -> QueryResults:
-    """Per-query results of ranking every query against the whole gallery (features on one device,
-    L2-normalised). Only same-person items can be removed, by `rule`."""
+    """Per-query results of ranking every query against the whole gallery (features L2-normalised).
+    Only same-person items can be removed, by `rule`."""
     return rank_cases(query_features, gallery_features, query, gallery, [RankCase(rule, slice(None))],
                       chunk_size=chunk_size, progress=progress, description=description)[0]

@@ -1,18 +1,25 @@
-"""The six scenarios, Any-Time and the scenario-agnostic mixed test, on the fast chunked ranking."""
+"""The six scenarios, Any-Time and the scenario-agnostic mixed test, on the chunked ranking.
+
+Every ranking is planned first and grouped by (model output, query rows): the galleries are split
+by modality into segments, so a group multiplies its queries once by each segment it needs and
+every ranking of the group (a scenario's part, the mixed test's cases) counts on those products.
+With one output the six scenarios and the mixed test share every product; with six, the mixed
+test's long-term cross-modality products are AD-LT's.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from atzoo.errors import FeaturesError
 from atzoo.evaluation.inputs import TestData, prepare
 from atzoo.evaluation.metrics import QueryResults, mean_of, summarize
-from atzoo.evaluation.ranking import JunkRule, RankCase, rank_cases
+from atzoo.evaluation.ranking import JunkRule, RankCase, Segment, rank_segments
 from atzoo.protocol import (ANY_TIME, GALLERY_FLAGS, IR, MIXED_TEST_HEAD, PROTOCOL_VERSION, QUERY_FLAGS, RGB,
-                            SCENARIOS, QueryGalleryPair, Scenario)
+                            SCENARIOS, Scenario)
 
 MIXED_GROUPS = {
     "Daytime": ("DT-ST", "DT-LT"),
@@ -26,81 +33,82 @@ MIXED_GROUPS = {
 
 QUERY_MODALITIES = {"vm": (RGB,), "im": (IR,), "cm": (RGB, IR)}
 """Query modalities a scenario counts (an IR query has no gallery under `vm`)."""
+MIXED_KEEP = {"vm": "rgb", "im": "ir", "cm": "other"}
+"""The mixed test's modality rule for same-person targets."""
 
 
-class _Evaluator:
-    def __init__(self, data: TestData, chunk_size: int | None, device: torch.device, progress: bool):
+@dataclass
+class RankingGroup:
+    """Rankings of the same queries with the same output, over segments of galleries."""
+
+    head: int
+    queries: np.ndarray
+    galleries: list[np.ndarray] = field(default_factory=list)
+    rankings: list[tuple[tuple[str, str], JunkRule, tuple[int, ...]]] = field(default_factory=list)
+
+    def segment(self, rows: np.ndarray) -> int:
+        for number, gallery in enumerate(self.galleries):
+            if np.array_equal(gallery, rows):
+                return number
+        self.galleries.append(rows)
+        return len(self.galleries) - 1
+
+
+class RankingPlan:
+    """Every ranking of an evaluation, grouped so that equal products are computed once."""
+
+    def __init__(self, data: TestData):
         self.data = data
-        self.labels = data.labels
-        self.chunk_size = chunk_size
-        self.device = device
-        self.progress = progress
+        self.groups: dict[tuple[int, bytes], RankingGroup] = {}
 
-    def _features(self, head: int, rows: np.ndarray) -> torch.Tensor:
-        """Output `head` of `rows`, gathered straight into one contiguous array (no copy of the whole
-        output first)."""
-        key = head if self.data.features.shape[1] > 1 else 0
-        return torch.from_numpy(self.data.features[rows, key]).to(self.device)
-
-    def rank_shared(self, head: int, q_rows: np.ndarray, g_rows: np.ndarray, cases: list[RankCase], name: str
-                    ) -> list[QueryResults]:
-        return rank_cases(self._features(head, q_rows), self._features(head, g_rows), self.labels.take(q_rows),
-                          self.labels.take(g_rows), cases, chunk_size=self.chunk_size, progress=self.progress,
-                          description=name)
-
-    def rank(self, head: int, q_rows: np.ndarray, g_rows: np.ndarray, rule: JunkRule, name: str) -> QueryResults:
-        return self.rank_shared(head, q_rows, g_rows, [RankCase(rule, slice(None))], name)[0]
+    def _head(self, head: int) -> int:
+        return head if self.data.features.shape[1] > 1 else 0
 
     def _with_modality(self, rows: np.ndarray, modality: int) -> np.ndarray:
         return rows[self.data.modality[rows] == modality]
 
-    def scenario(self, scenario: Scenario) -> QueryResults:
-        """Official filtering: the modality filter selects query and gallery subsets; the same-camera and
-        clothes filters then only remove same-person items."""
+    def add(self, key: tuple[str, str], head: int, queries: np.ndarray, galleries: list[np.ndarray],
+            rule: JunkRule) -> None:
+        if not len(queries):
+            return
+        head = self._head(head)
+        group = self.groups.setdefault((head, queries.tobytes()), RankingGroup(head, queries))
+        group.rankings.append((key, rule, tuple(group.segment(g) for g in galleries)))
+
+    def add_scenario(self, scenario: Scenario) -> None:
+        """Official filtering: the modality filter selects query and gallery subsets; the same-camera
+        and clothes filters then only remove same-person items."""
         queries = self.data.rows(QUERY_FLAGS[scenario.name])
         gallery = self.data.rows(GALLERY_FLAGS[scenario.name])
-        rule = JunkRule(scenario.clothes)
-        parts = []
         for modality in QUERY_MODALITIES[scenario.modality]:
             gallery_modality = modality if scenario.modality != "cm" else (IR if modality == RGB else RGB)
-            parts.append(self.rank(scenario.index, self._with_modality(queries, modality),
-                                   self._with_modality(gallery, gallery_modality), rule, scenario.name))
-        return QueryResults.concat(parts)
+            self.add(("scenario", scenario.name), scenario.index, self._with_modality(queries, modality),
+                     [self._with_modality(gallery, gallery_modality)], JunkRule(scenario.clothes))
 
-    def _mixed_queries(self, scenario: Scenario) -> np.ndarray:
+    def add_mixed_case(self, scenario: Scenario) -> None:
+        """The whole all-day gallery of the term (as its RGB and IR segments) with every other
+        identity kept; only invalid same-person targets are removed."""
         queries = self.data.rows(QUERY_FLAGS[scenario.name])
-        if scenario.modality != "cm":
-            queries = self._with_modality(queries, QUERY_MODALITIES[scenario.modality][0])
-        return queries
+        gallery = self.data.rows(scenario.pair.gallery_flags)
+        segments = [self._with_modality(gallery, RGB), self._with_modality(gallery, IR)]
+        rule = JunkRule(scenario.clothes, MIXED_KEEP[scenario.modality])
+        for modality in QUERY_MODALITIES[scenario.modality]:
+            self.add(("mixed", scenario.name), MIXED_TEST_HEAD, self._with_modality(queries, modality), segments,
+                     rule)
 
-    def mixed_term(self, pair: QueryGalleryPair) -> dict[str, QueryResults]:
-        """The three mixed cases of one term. The DT and NT queries are disjoint parts of the AD
-        queries, ranked against the same all-day gallery with the same output, so the queries are
-        ordered DT, NT, then the rest, and each chunk's product is computed once for all three
-        cases. Only invalid same-person targets are removed."""
-        term = [s for s in SCENARIOS if s.pair == pair]
-        single = [s for s in term if s.modality != "cm"]
-        parts = [self._mixed_queries(s) for s in single]
-        queries = self._mixed_queries(next(s for s in term if s.modality == "cm"))
-        rest = np.setdiff1d(queries, np.concatenate(parts), assume_unique=True)
-        ordered = np.concatenate(parts + [rest])
-        if len(ordered) != len(queries):
-            raise FeaturesError(f"the daytime and nighttime queries of term {pair.name} must be disjoint "
-                                "parts of its all-day queries")
-        bounds = np.cumsum([0] + [len(p) for p in parts])
-        keep = {"vm": "rgb", "im": "ir", "cm": "other"}
-        cases = [RankCase(JunkRule(s.clothes, keep[s.modality]),
-                          slice(int(bounds[single.index(s)]), int(bounds[single.index(s) + 1]))
-                          if s in single else slice(None)) for s in term]
-        results = self.rank_shared(MIXED_TEST_HEAD, ordered, self.data.rows(pair.gallery_flags), cases,
-                                   f"mixed {pair.name}")
-        return {s.name: result for s, result in zip(term, results)}
-
-    def mixed(self) -> dict[str, QueryResults]:
-        results: dict[str, QueryResults] = {}
-        for pair in dict.fromkeys(s.pair for s in SCENARIOS):
-            results.update(self.mixed_term(pair))
-        return {s.name: results[s.name] for s in SCENARIOS}
+    def run(self, chunk_size: int | None, device: Any, progress: bool) -> dict[tuple[str, str], QueryResults]:
+        parts: dict[tuple[str, str], list[QueryResults]] = {}
+        for group in self.groups.values():
+            segments = [Segment(self.data.features[rows, group.head], self.data.labels.take(rows), rows)
+                        for rows in group.galleries]
+            cases = [RankCase(rule, slice(None), used) for _, rule, used in group.rankings]
+            names = sorted({name for (_, name), _, _ in group.rankings})
+            results = rank_segments(self.data.features[group.queries, group.head], segments,
+                                    self.data.labels.take(group.queries), cases, chunk_size=chunk_size,
+                                    device=device, progress=progress, description=", ".join(names))
+            for (key, _, _), result in zip(group.rankings, results):
+                parts.setdefault(key, []).append(result)
+        return {key: QueryResults.concat(value) for key, value in parts.items()}
 
 
 def _require_queries(results: QueryResults, what: str) -> None:
@@ -129,19 +137,26 @@ def assemble(scenario_results: dict[str, QueryResults], mixed_results: dict[str,
 
 
 def evaluate_features(features: Any, person: Any, clothes: Any, camera: Any, flag: Any, *,
-                      chunk_size: int | None = None, device: str | torch.device | None = None,
-                      mixed: bool = True, progress: bool = False) -> dict[str, Any]:
+                      chunk_size: int | None = None, device: Any = None, mixed: bool = True,
+                      progress: bool = False) -> dict[str, Any]:
     """Six scenarios, Any-Time and (unless `mixed=False`) the mixed test of N test images.
 
     `features`: (N, D) or (N, 6, D), numpy or torch; the labels: int arrays of length N. Rows whose
-    flag is not 2-10 are ignored. `chunk_size`: queries per similarity block (default: a block of
-    about 16M similarities, 64 MB). `device`: where to compute (default CPU).
+    flag is not 2-10 are ignored. `chunk_size`: queries per similarity block (default: blocks sized
+    by `atzoo.evaluation.ranking.block_rows`). `device`: None or "cpu" computes in NumPy; a torch
+    device (e.g. "cuda") runs the products and sorts there.
     """
     if chunk_size is not None and chunk_size < 1:
         raise FeaturesError(f"chunk_size must be at least 1, got {chunk_size}")
     data = prepare(features, person, clothes, camera, flag)
-    evaluator = _Evaluator(data, chunk_size, torch.device(device or "cpu"), progress)
-    with torch.inference_mode():
-        scenario_results = {s.name: evaluator.scenario(s) for s in SCENARIOS}
-        mixed_results = evaluator.mixed() if mixed else None
-    return assemble(scenario_results, mixed_results)
+    plan = RankingPlan(data)
+    for scenario in SCENARIOS:
+        plan.add_scenario(scenario)
+        if mixed:
+            plan.add_mixed_case(scenario)
+    results = plan.run(chunk_size, device, progress)
+
+    def collect(kind: str) -> dict[str, QueryResults]:
+        return {s.name: results.get((kind, s.name), QueryResults.empty()) for s in SCENARIOS}
+
+    return assemble(collect("scenario"), collect("mixed") if mixed else None)

@@ -157,7 +157,7 @@ def _training_parts(recipe: ResolvedRecipe, train_set: TrainSet, registry: Regis
     optimizers. Anything that cannot be built fails here, before the run folder is created."""
     config = recipe.train
     loader = train_loader(train_set, config, recipe.normalization, epoch=0, rank=context.rank,
-                          world_size=context.world_size)
+                          world_size=context.world_size, device=context.device)
     torch.manual_seed(config.seed)
     model = build_model(recipe, train_set.num_persons, train_set.num_clothes, registry).to(context.device)
     objective = Objective(list(recipe.losses), registry, loss_context(recipe, model, train_set.num_persons,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from atzoo.formats.jsonfile import read_json
 from atzoo.service import slurm
 from atzoo.service.jobs import train_spec, verify_spec
 from atzoo.service.processes import kill_job_processes
-from atzoo.service.queue import Job, Queue, open_queue
+from atzoo.service.queue import (JOB_RECORD, JOB_RECORD_FORMAT, RECOVER_HINT, TERMINAL, DamagedRow, Job, Queue,
+                                 open_queue, row_problem)
 from atzoo.service.runnerdir import JOBS, MARKER, RunnerDir, open_runner_dir
 from atzoo.service.slurm import SyncReport
 from atzoo.service.slurm_options import SlurmOptions, read_defaults, write_defaults
@@ -24,6 +26,7 @@ from atzoo.service.worker import DEFAULT_STALE_AFTER_S
 ENTRY_RUN_PLACEHOLDER = "JOB_RUN_DIR"
 ENTRY_PROBLEMS_SHOWN = 3
 WORKER_GONE = "cancelled by request (its worker was gone)"
+DAMAGED = "damaged"
 
 
 def validate_train_request(method: str, data_root: Path, settings: list[str]) -> str:
@@ -362,6 +365,124 @@ def queue_rows(runner_dir: str | os.PathLike, *, missing_ok: bool = True) -> lis
     runner, queue = _existing_queue(path)
     now = time.time()
     with queue:
-        jobs = queue.jobs()
+        jobs, damaged = queue.scan()
+        known = {job.id for job in jobs} | {row.id for row in damaged}
+        orphans = [DamagedRow(job_id, f"job folder jobs/{job_id} has no row in the queue; {RECOVER_HINT}")
+                   for job_id in queue.job_folder_ids() if job_id not in known]
     slurm_info = slurm.details(runner) if any(job.backend == "slurm" for job in jobs) else {}
-    return [job_row(job, now, slurm_info=slurm_info.get(job.id)) for job in jobs]
+    rows = ([job_row(job, now, slurm_info=slurm_info.get(job.id)) for job in jobs]
+            + [damaged_row(row) for row in [*damaged, *orphans]])
+    return sorted(rows, key=lambda row: row["id"] if isinstance(row["id"], int) else -1)
+
+
+def damaged_row(row: DamagedRow) -> dict[str, Any]:
+    """A row that cannot be read, in the shape of `job_row`, with state `damaged` and the problem."""
+    return {"id": row.id, "kind": "?", "target": "", "state": DAMAGED, "attempts": 0, "submitted": None,
+            "started": None, "finished": None, "duration_s": None, "reason": row.problem, "backend": "?"}
+
+
+# ---------------------------------------------------------------------------------------------
+# recovery
+
+
+@dataclass
+class Recovery:
+    """What `atzoo runner recover` did: ids added back (with their state), folders skipped, old file kept."""
+
+    added: dict[int, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    kept_rows: int = 0
+    moved_aside: Path | None = None
+
+
+def _state_from_events(events: Path) -> tuple[str, int, str | None]:
+    """(state, attempts, reason) of a job as its events file tells it; an attempt that started and never
+    ended was interrupted, so the job is failed (retry resumes it)."""
+    state, attempts, reason = "queued", 0, None
+    if not events.is_file():
+        return state, attempts, reason
+    for line in events.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        if event.get("event") == "start":
+            attempts += 1
+            state, reason = "failed", "recovered: its last attempt was interrupted; `atzoo runner retry` resumes it"
+        elif event.get("event") == "end":
+            ended = event.get("state")
+            if ended in TERMINAL:
+                state, reason = ended, event.get("reason") if isinstance(event.get("reason"), str) else None
+            elif ended == "released":
+                state, reason = "queued", None
+    return state, attempts, reason
+
+
+def _job_record(folder: Path, runner: RunnerDir) -> dict[str, Any]:
+    """The job's record written at submission, checked; a `ServiceError` says why it cannot be used."""
+    record_path = folder / JOB_RECORD
+    if not record_path.is_file():
+        raise ServiceError(f"no {JOB_RECORD} (made before job records existed, or not a job folder)")
+    try:
+        record = read_json(record_path)
+    except FormatError as error:
+        raise ServiceError(f"{JOB_RECORD} cannot be used: {error}") from None
+    if not isinstance(record, dict) or record.get("format") != JOB_RECORD_FORMAT:
+        raise ServiceError(f"{JOB_RECORD} is not a job record")
+    if record.get("runner") != runner.identity or record.get("id") != int(folder.name):
+        raise ServiceError(f"{JOB_RECORD} belongs to another runner directory or job")
+    problem = row_problem({**record, "spec": json.dumps(record.get("spec")), "state": "queued", "result": None,
+                           "attempts": 0, "pid": None, "returncode": None, "heartbeat": None, "started": None,
+                           "finished": None})
+    if problem:
+        raise ServiceError(f"{JOB_RECORD} is damaged ({problem})")
+    return record
+
+
+def _move_aside(queue_file: Path) -> Path | None:
+    if not queue_file.exists():
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    aside = queue_file.with_name(f"{queue_file.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        source = queue_file.with_name(queue_file.name + suffix)
+        if source.exists():
+            os.replace(source, aside.with_name(aside.name + suffix))
+    return aside
+
+
+def recover_queue(runner_dir: str | os.PathLike) -> Recovery:
+    """Rebuild the queue from the job folders' records. A readable queue of this runner directory keeps
+    its rows and gains the jobs whose folders it lacks; a damaged, empty, missing or foreign queue file
+    is moved aside (never deleted) and a new one is built. Ids stay those of the folders, and the next
+    submission is numbered above all of them."""
+    runner = open_runner_dir(runner_dir)
+    recovery = Recovery()
+    jobs_dir = runner.path / JOBS
+    try:
+        if not runner.queue_file.exists():
+            raise ServiceError("missing")
+        queue = Queue.open(runner.queue_file, create=False, jobs_dir=jobs_dir, runner_identity=runner.identity)
+    except ServiceError:
+        recovery.moved_aside = _move_aside(runner.queue_file)
+        queue = Queue.open(runner.queue_file, create=True, runner_identity=runner.identity)
+        queue.jobs_dir = jobs_dir
+    with queue:
+        jobs, damaged = queue.scan()
+        known = {job.id for job in jobs} | {row.id for row in damaged}
+        recovery.kept_rows = len(known)
+        for job_id in queue.job_folder_ids():
+            if job_id in known:
+                continue
+            folder = jobs_dir / str(job_id)
+            try:
+                record = _job_record(folder, runner)
+            except ServiceError as error:
+                recovery.skipped[str(folder)] = str(error)
+                continue
+            state, attempts, reason = _state_from_events(runner.job_events(job_id))
+            queue.restore(record, state=state, attempts=attempts, reason=reason)
+            recovery.added[job_id] = state
+    return recovery

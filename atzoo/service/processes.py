@@ -14,6 +14,7 @@ import os
 import resource
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from collections.abc import Callable
@@ -45,11 +46,19 @@ def child_setup(memory_limit_gb: float | None) -> Callable[[], None]:
     return setup
 
 
+def supervised(argv: list[str], python: str = sys.executable) -> list[str]:
+    """`argv` run under `atzoo.service.supervisor`, which kills every process of the job when the command
+    ends, when it is stopped, and when the worker dies."""
+    return [python, "-m", "atzoo.service.supervisor", str(os.getpid()), "--", *argv]
+
+
 def spawn(argv: list[str], *, log: Path, env: dict[str, str], cwd: Path | None,
-          memory_limit_gb: float | None) -> subprocess.Popen:
-    """Start `argv` in a new session (its own process group), its output appended to `log`."""
+          memory_limit_gb: float | None, supervise: bool = True) -> subprocess.Popen:
+    """Start `argv` (under the supervisor, unless `supervise` is False) in a new session, its own process
+    group, its output appended to `log`."""
+    command = supervised(argv) if supervise else argv
     with open(log, "ab") as handle:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, env=env,
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, env=env,
                                 cwd=cwd, start_new_session=True, preexec_fn=child_setup(memory_limit_gb))
 
 
@@ -99,12 +108,15 @@ def find_job_processes(runner_identity: str, job_id: int) -> dict[int, int]:
     return found
 
 
-def kill_job_processes(runner_identity: str, job_id: int, *, timeout_s: float = 30.0) -> list[int]:
-    """SIGKILL every process of the job and wait until none is left; return the pids killed."""
+def kill_job_processes(runner_identity: str, job_id: int, *, timeout_s: float = 30.0,
+                       attempt: int | None = None) -> list[int]:
+    """SIGKILL every process of the job (of one `attempt` only, when given) and wait until none is left;
+    return the pids killed."""
     killed: set[int] = set()
     deadline = time.monotonic() + timeout_s
     while True:
-        alive = find_job_processes(runner_identity, job_id)
+        alive = {pid: number for pid, number in find_job_processes(runner_identity, job_id).items()
+                 if attempt is None or number == attempt}
         if not alive:
             return sorted(killed)
         if time.monotonic() > deadline:

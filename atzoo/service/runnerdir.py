@@ -91,6 +91,12 @@ def open_runner_dir(path: str | os.PathLike, *, create: bool = False) -> RunnerD
     if path.exists() and not path.is_dir():
         raise ServiceError(f"{path} is a file, not a runner directory")
     if create and (not path.exists() or not any(path.iterdir())):
+        from atzoo.outputs import OutputError, check_placement
+
+        try:
+            check_placement(path)
+        except OutputError as error:
+            raise ServiceError(str(error)) from None
         path.mkdir(parents=True, exist_ok=True)
         (path / JOBS).mkdir(exist_ok=True)
         identity = uuid.uuid4().hex

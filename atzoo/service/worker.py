@@ -23,10 +23,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from collections.abc import Callable
 
-from atzoo.io import write_text_atomic
+from atzoo.errors import FormatError
+from atzoo.io import read_json, write_json_atomic, write_text_atomic
 from atzoo.service.jobs import Step, job_result, job_steps
 from atzoo.service.processes import JOB_ENV, job_mark, kill_group, kill_job_processes, spawn, stop_group
-from atzoo.service.queue import Claim, Job, Queue, open_queue
+from atzoo.service.queue import JOB_RECORD, JOB_RECORD_FORMAT, Claim, Job, Queue, open_queue
 from atzoo.service.runnerdir import RunnerDir
 
 LOG_TAIL_LINES = 30
@@ -129,6 +130,30 @@ def failure_reason(step: Step, returncode: int, tail: str, memory_limit_gb: floa
     return f"{step.name} step exited with status {returncode}" + (f": {detail}" if detail else "")
 
 
+def folder_problem(runner: RunnerDir, job: Job) -> str | None:
+    """Why the job must not use its folder: it was not created for this job by this runner directory's
+    queue (a restored backup, a folder left by a half-finished submit). A job queued before folders were
+    made at submission gets its folder now, when none exists."""
+    folder = runner.job_dir(job.id)
+    record_path = folder / JOB_RECORD
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        write_json_atomic(record_path, {"format": JOB_RECORD_FORMAT, "runner": runner.identity, "id": job.id,
+                                        "kind": job.kind, "target": job.target, "spec": job.spec, "gpus": job.gpus,
+                                        "time_limit_s": job.time_limit_s, "memory_limit_gb": job.memory_limit_gb,
+                                        "submitted": job.submitted})
+        return None
+    try:
+        record = read_json(record_path)
+    except (OSError, FormatError):
+        record = None
+    if (not isinstance(record, dict) or record.get("runner") != runner.identity or record.get("id") != job.id
+            or record.get("submitted") != job.submitted):
+        return (f"its folder {folder} was not created for this job (its {JOB_RECORD} is missing or names another "
+                f"job); it is left untouched")
+    return None
+
+
 class Worker:
     """Runs the jobs of one runner directory. `run()` returns when told to stop, after `max_jobs`
     jobs, or (with `until_empty`) once nothing is queued or running."""
@@ -200,7 +225,11 @@ class Worker:
 
     def _run_claim(self, queue: Queue, claim: Claim) -> str:
         job = claim.job
-        self.runner.job_dir(job.id).mkdir(parents=True, exist_ok=True)
+        problem = folder_problem(self.runner, job)
+        if problem:
+            queue.finish(job, "failed", reason=problem)
+            self._say(f"job {job.id}: failed ({problem})")
+            return "failed"
         if claim.reclaimed:
             killed = kill_job_processes(self.runner.identity, job.id)
             self._event(job, "reclaim", previous_worker=claim.previous_worker, killed=killed)
@@ -258,6 +287,7 @@ class Worker:
             kill_group(process)
             return Outcome("lost")
         outcome = self._watch(queue, job, process, started)
+        self._kill_leftovers(job)
         returncode = process.returncode
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(f"\n==== step {step.name} ended with status {returncode} at {now_iso()}\n")
@@ -296,3 +326,10 @@ class Worker:
             if self._stopping:
                 stop_group(process, self.options.grace_s)
                 return Outcome("released", f"worker {self.id} stopped; the job resumes on the next worker")
+
+    def _kill_leftovers(self, job: Job) -> None:
+        """Kill every process of this attempt still alive once its step ended or was stopped: one that
+        left the step's process group (a plugin's subprocess in a session of its own) included."""
+        killed = kill_job_processes(self.runner.identity, job.id, attempt=job.attempts)
+        if killed:
+            self._say(f"job {job.id}: killed leftover processes {killed}")
