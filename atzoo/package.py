@@ -119,9 +119,9 @@ def package_release(results: Results, declared: str | None) -> str:
     if declared is None or declared == dataset.release:
         return dataset.release
     approximate = APPROX_RELEASE_IMAGES.get(declared)
-    if dataset.release == "custom" and approximate and abs(dataset.images - approximate) <= APPROX_TOLERANCE * approximate:
+    if dataset.release == "custom" and approximate and abs(dataset.image_count - approximate) <= APPROX_TOLERANCE * approximate:
         return declared
-    raise PackageError(f"--dataset-release {declared}: the run's results were measured on {dataset.images} images "
+    raise PackageError(f"--dataset-release {declared}: the run's results were measured on {dataset.image_count} images "
                        f"recognised as release {dataset.release!r} (fingerprint {dataset.fingerprint[:12]}...); "
                        f"drop --dataset-release to package it as {dataset.release!r}")
 
@@ -247,7 +247,7 @@ model = atzoo.load("PATH_OR_REPO_ID")   # needs: pip install "{config['plugin'][
 |---|---|---|
 {rows}
 
-Measured by the atzoo evaluator {provenance.get('evaluator_version', '?')} on {dataset.get('images', '?')} images
+Measured by the atzoo evaluator {provenance.get('evaluator_version', '?')} on {dataset.get('image_count', '?')} images
 (release {dataset.get('release', release)}, dataset fingerprint `{dataset.get('fingerprint', '?')}`) on
 {provenance.get('date', '?')}, weights sha256 `{provenance.get('weights_sha256', '?')}`.
 

@@ -35,7 +35,7 @@ def fake_results(weights: Path, release: str, base: float = 0.5, images: int = 1
     """`fake_metrics` with the provenance the runner records for the weights file `weights`."""
     from atzoo.runner.provenance import file_sha256
 
-    provenance = {"dataset": {"release": release, "fingerprint": "e" * 64, "images": images},
+    provenance = {"dataset": {"release": release, "fingerprint": "e" * 64, "image_count": images},
                   "weights_sha256": file_sha256(weights), "evaluator_version": "atzoo-1.0",
                   "protocol_version": "1.0", "date": "2026-12-01T00:00:00Z"}
     return {"format_version": 1, **fake_metrics(base), "provenance": provenance}

@@ -45,7 +45,7 @@ def good_results(base: float = 0.5, folder: Path | None = None) -> dict:
     if folder is not None:
         config = read_json(folder / "config.json")
         results["provenance"] = {
-            "dataset": {"release": config.get("dataset_release", "synthetic"), "images": 1000,
+            "dataset": {"release": config.get("dataset_release", "synthetic"), "image_count": 1000,
                         "fingerprint": config.get("dataset_fingerprint") or "e" * 64},
             "weights_sha256": sha256_file(folder / "model.safetensors"), "evaluator_version": "atzoo-1.0",
             "protocol_version": "1.0", "date": "2026-12-01T00:00:00Z"}

@@ -71,7 +71,7 @@ def test_any_at_ustc_format_root_is_packaged_as_a_custom_release_with_its_finger
     config = json.loads((package / CONFIG).read_text())
     assert config["dataset_release"] == "custom" and config["dataset_fingerprint"] == "e" * 64
     results = json.loads((package / RESULTS).read_text())
-    assert results["provenance"]["dataset"] == {"release": "custom", "fingerprint": "e" * 64, "images": 1000}
+    assert results["provenance"]["dataset"] == {"release": "custom", "fingerprint": "e" * 64, "image_count": 1000}
     assert "a custom AT-USTC-format collection" in (package / CARD).read_text()
     with pytest.raises(PackageError, match="--dataset-release 403k: .* recognised as release 'custom'"):
         export_run(run, tmp_path / "pkg2", dataset_release="403k")
@@ -80,7 +80,7 @@ def test_any_at_ustc_format_root_is_packaged_as_a_custom_release_with_its_finger
 def test_a_135k_release_may_name_a_custom_root_of_about_that_size(tmp_path):
     run = make_run_dir(tmp_path / "old", release="custom")
     data = json.loads((run / "metrics.json").read_text())
-    data["provenance"]["dataset"]["images"] = 134_000
+    data["provenance"]["dataset"]["image_count"] = 134_000
     (run / "metrics.json").write_text(json.dumps(data))
     package = export_run(run, tmp_path / "pkg", dataset_release="135k")
     assert json.loads((package / CONFIG).read_text())["dataset_release"] == "135k"

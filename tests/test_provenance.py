@@ -46,7 +46,7 @@ def test_metrics_json_records_data_weights_and_evaluator(trained, tiny_synth_roo
     results = read_results(trained / "metrics.json")
     records = parse_root(tiny_synth_root)
     dataset = results.provenance.dataset
-    assert dataset.release == "synthetic" and dataset.images == len(records)
+    assert dataset.release == "synthetic" and dataset.image_count == len(records)
     assert dataset.fingerprint == protocol_fingerprint(records)
     assert results.provenance.weights_sha256 == file_sha256(trained / "model.safetensors")
     assert results.provenance.evaluator_version == EVALUATOR_VERSION

@@ -54,7 +54,7 @@ class DatasetProvenance(FormatModel):
     release: Literal[RELEASES]  # type: ignore[valid-type]
     fingerprint: str = Field(pattern=SHA256_PATTERN, description="sha256 over the sorted (relative path, size, "
                                                                    "person, clothes, camera, modality, flag) rows")
-    images: int = Field(ge=0, strict=True)
+    image_count: int = Field(ge=0, strict=True, description="How many images the root holds.")
 
 
 class Provenance(FormatModel):

@@ -65,7 +65,7 @@ def detect_release(records: Records) -> str:
 
 def dataset_provenance(records: Records) -> DatasetProvenance:
     return DatasetProvenance(release=detect_release(records), fingerprint=protocol_fingerprint(records),
-                             images=len(records))
+                             image_count=len(records))
 
 
 def evaluation_provenance(records: Records, weights: str | os.PathLike) -> Provenance:
