@@ -180,8 +180,10 @@ def test_synth_layout_command_and_refusals(tmp_path):
     assert get_layout("regdb").looks_like(tmp_path / "regdb")
     result = runner.invoke(cli, ["synth", "--layout", "nope", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "known:" in result.output and not (tmp_path / "nope").exists()
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "regdb").rglob("*"))
     result = runner.invoke(cli, ["synth", "--layout", "regdb", str(tmp_path / "regdb")])
-    assert result.exit_code == 2 and "not empty" in result.output
+    assert result.exit_code == 2 and "is a dataset root" in result.output
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "regdb").rglob("*")) == before
 
 
 def test_the_upload_guard_stops_an_image_of_every_layout(roots, tmp_path):

@@ -39,12 +39,13 @@ def test_missing_hub_weights_name_the_weights_and_the_ways_out(offline_empty_hub
 
 
 def test_set_pretrained_is_a_shortcut_for_the_backbone_argument():
+    pytest.importorskip("atzoo_bot")
     registry = load_registry()
-    recipe = resolve_recipe("baseline", {"pretrained": False, "epochs": 2}, load_registry())
+    recipe = resolve_recipe("bot", {"pretrained": False, "epochs": 2}, registry)
     assert recipe.backbone_args["pretrained"] is False and recipe.train.epochs == 2
     assert "pretrained" not in recipe.train.model_dump()
-    with pytest.raises(AtzooError, match="rejected its arguments"):
-        build_model(recipe, 2, 2, registry)   # tiny_cnn has no pretrained weights
+    with pytest.raises(AtzooError, match="not accepted by backbone builtins:tiny_cnn"):
+        resolve_recipe("baseline", {"pretrained": False}, registry)   # tiny_cnn has no pretrained weights
 
 
 def test_a_local_safetensors_file_is_loaded_through_the_recipe(tmp_path):
@@ -81,5 +82,5 @@ def test_train_without_the_weights_exits_2_and_leaves_no_run_folder(tiny_synth_r
                           timeout=900)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
-    assert "timm/resnet50.a1_in1k" in done.stderr and "--set pretrained=false" in done.stderr
+    assert "timm/resnet50.tv_in1k" in done.stderr and "--set pretrained=false" in done.stderr
     assert not out.exists()
