@@ -189,6 +189,7 @@ def test_the_verify_command_by_id(submitted, tiny_synth_root, registry, signer):
     assert result.exit_code == 0, result.output
     assert f"{path.stem}: verified (max difference 0.00 points, tolerance 0.5)" in result.output
     assert "Signed by test-runner" in result.output and "Warning" not in result.output
+    assert "atzoo leaderboard verify finished in " in result.stderr
     verified = read_entry(entry_path(registry, path.stem)).verified
     assert verified.status == "verified" and verified.verifier == "test-runner" and len(verified.signature) == 88
     default_key_path("test-runner").chmod(0o644)

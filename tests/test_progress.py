@@ -83,3 +83,19 @@ def test_embed_prints_its_elapsed_time_on_stderr_only(tiny_synth_root, tmp_path)
     assert "atzoo embed finished in " in result.stderr and "finished in" not in result.stdout
     assert BAR not in result.stderr
     json.dumps(result.stdout)
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_print_their_elapsed_time_on_stderr(tiny_synth_root, tmp_path):
+    from atzoo.cli.main import cli
+
+    run = tmp_path / "run"
+    trained = CliRunner().invoke(cli, ["train", "baseline", "--data", str(tiny_synth_root), "--out", str(run),
+                                       "--set", "epochs=1", "--set", "image_size=[32,16]", "--set", "num_workers=0",
+                                       "--set", "num_persons=4"])
+    assert trained.exit_code == 0, trained.output
+    assert "atzoo train finished in " in trained.stderr and "finished in" not in trained.stdout
+    evaluated = CliRunner().invoke(cli, ["evaluate", str(run), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "atzoo evaluate finished in " in evaluated.stderr and "finished in" not in evaluated.stdout
+    assert BAR not in trained.stderr + evaluated.stderr
