@@ -68,5 +68,13 @@ def same_tensors(first: Path, second: Path) -> bool:
     return sorted(a) == sorted(b) and all(bool((a[key] == b[key]).all()) for key in a)
 
 
+def measured(run: Path) -> dict:
+    """A run's metrics.json without the evaluation's date: two runs of the same job measure the same numbers on
+    the same data with the same weights, at different times."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["provenance"].pop("date")
+    return metrics
+
+
 def cluster(*args: str) -> None:
     subprocess.run(["bash", str(CLUSTER_SCRIPT), *args], check=True, timeout=300, capture_output=True)

@@ -18,7 +18,7 @@ from atzoo.service.control import job_record, submit_slurm_train, sync_slurm
 from atzoo.service.processes import find_job_processes
 from atzoo.service.runnerdir import open_runner_dir
 from atzoo.service.slurm_options import SlurmOptions
-from tests.slurm.helpers import (TINY, atzoo, cluster, same_tensors, set_flags, slurm_state, train_log_epochs, wait_for,
+from tests.slurm.helpers import (TINY, atzoo, cluster, measured, same_tensors, set_flags, slurm_state, train_log_epochs, wait_for,
                                  wait_state)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("slurm_cluster", "job_env")]
@@ -77,7 +77,7 @@ def test_two_tasks_train_with_gloo_like_torchrun(tmp_path, tiny_synth_root):
     run = runner_dir / "jobs" / str(job.id) / "run"
     assert json.loads((run / "environment.json").read_text())["world_size"] == 2
     assert same_tensors(run / "model.safetensors", reference / "model.safetensors")
-    assert json.loads((run / "metrics.json").read_text()) == json.loads((reference / "metrics.json").read_text())
+    assert measured(run) == measured(reference)
     task1 = (runner_dir / "jobs" / str(job.id) / "task1.log").read_text()
     assert "task 1/2" in task1 and "ended with status 0" in task1
 
@@ -104,7 +104,7 @@ def test_requeue_in_mid_training_resumes_bit_exact_and_finishes_once(tmp_path, t
     other = runner_dir / "jobs" / str(uninterrupted.job_id) / "run"
     assert same_tensors(run / "model.safetensors", other / "model.safetensors")
     assert same_tensors(run / "checkpoint.safetensors", other / "checkpoint.safetensors")
-    assert json.loads((run / "metrics.json").read_text()) == json.loads((other / "metrics.json").read_text())
+    assert measured(run) == measured(other)
 
     # a finished job that Slurm starts again does nothing: one run, one set of results
     model_before = (run / "model.safetensors").stat().st_mtime_ns
