@@ -83,8 +83,9 @@ def test_evaluate_and_export_refuse_a_damaged_run_config(tmp_path, capsys, monke
 @pytest.mark.parametrize("text, words", [
     ("{not json", "is not valid JSON"),
     ('{"DT-ST": {"rank1": 0.5}, "DT-ST": {"rank1": 0.9}}', "'DT-ST' appears twice"),
-    ("[1, 2, 3]", "expected a JSON object with one entry per scenario, got an array"),
-    ('{"DT-ST": 0.5}', 'DT-ST = 0.5; expected an object of metrics'),
+    ("[1, 2, 3]", "expected a JSON object {...} (a results file), got an array"),
+    ('{"DT-ST": {"rank1": 0.5}}', "format_version is missing; expected 1"),
+    ('{"format_version": 1, "DT-ST": 0.5}', "DT-ST = 0.5 (a number); expected an object with rank1"),
     ('{"DT-ST": {"rank1": Infinity}}', "Infinity is not a JSON number"),
 ])
 def test_export_refuses_a_damaged_metrics_file(tmp_path, capsys, text, words):
