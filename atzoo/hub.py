@@ -6,13 +6,13 @@ pinned revision and a checked sha256, offline from the local cache when ``HF_HUB
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from atzoo.io import sha256_file
 from atzoo.errors import ChecksumError, HubError, PackageError
 from atzoo.package import (CARD, CONFIG, PICKLE_SUFFIXES, RESULTS, WEIGHTS, build_package_model, check_weights_readable,
                            package_tensors, read_package, refuse_pickle)
@@ -58,14 +58,6 @@ class PullResult:
     sha256: str
     verified_against: str = ""
     files: tuple[str, ...] = field(default_factory=tuple)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------

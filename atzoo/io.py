@@ -3,6 +3,7 @@ atomic writes and strict JSON (duplicate keys, non-finite numbers, depth and siz
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -25,3 +26,12 @@ def read_json_checked(path: str | os.PathLike[str], error: type[Exception]) -> A
         return read_json(path)
     except FormatError as problem:
         raise error(str(problem)) from None
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

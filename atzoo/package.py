@@ -141,7 +141,7 @@ def default_license(release: str) -> str:
 def run_results(run: Any) -> Results:
     """The run's own ``metrics.json``, refused unless it has provenance and was measured on the very
     weights file the run holds."""
-    from atzoo.runner.provenance import file_sha256
+    from atzoo.io import sha256_file
     from atzoo.runner.rundir import METRICS_FILE, MODEL
 
     try:
@@ -149,7 +149,7 @@ def run_results(run: Any) -> Results:
     except FormatError as error:
         raise PackageError(f"{error}\nThe run's results cannot be shipped as they are: evaluate it again "
                            f"(`atzoo evaluate {run.path}`), which records their provenance") from None
-    weights_sha = file_sha256(run.file(MODEL))
+    weights_sha = sha256_file(run.file(MODEL))
     if results.provenance.weights_sha256 != weights_sha:
         raise PackageError(f"{run.file(METRICS_FILE)} was measured on weights with sha256 "
                            f"{results.provenance.weights_sha256[:12]}..., but {run.file(MODEL)} has "

@@ -33,10 +33,10 @@ def fake_metrics(base: float = 0.5) -> dict:
 
 def fake_results(weights: Path, release: str, base: float = 0.5, images: int = 1000) -> dict:
     """`fake_metrics` with the provenance the runner records for the weights file `weights`."""
-    from atzoo.runner.provenance import file_sha256
+    from atzoo.io import sha256_file
 
     provenance = {"dataset": {"release": release, "fingerprint": "e" * 64, "image_count": images},
-                  "weights_sha256": file_sha256(weights), "evaluator_version": "atzoo-1.0",
+                  "weights_sha256": sha256_file(weights), "evaluator_version": "atzoo-1.0",
                   "protocol_version": "1.0", "date": "2026-12-01T00:00:00Z"}
     return {"format_version": 1, **fake_metrics(base), "provenance": provenance}
 

@@ -19,7 +19,8 @@ from atzoo.formats.metrics import read_results
 from atzoo.package import export_run
 from atzoo.protocol import EVALUATOR_VERSION
 from atzoo.runner import provenance
-from atzoo.runner.provenance import detect_release, file_sha256, protocol_fingerprint, split_counts
+from atzoo.io import sha256_file
+from atzoo.runner.provenance import detect_release, protocol_fingerprint, split_counts
 from tests.packages import TINY_OVERRIDES
 
 
@@ -48,7 +49,7 @@ def test_metrics_json_records_data_weights_and_evaluator(trained, tiny_synth_roo
     dataset = results.provenance.dataset
     assert dataset.release == "synthetic" and dataset.image_count == len(records)
     assert dataset.fingerprint == protocol_fingerprint(records)
-    assert results.provenance.weights_sha256 == file_sha256(trained / "model.safetensors")
+    assert results.provenance.weights_sha256 == sha256_file(trained / "model.safetensors")
     assert results.provenance.evaluator_version == EVALUATOR_VERSION
     assert results.provenance.date.tzinfo is not None
     text = (trained / "metrics.json").read_text()
@@ -119,15 +120,15 @@ def test_the_fingerprint_covers_paths_sizes_and_labels_never_pixels(tiny_synth_r
 def test_export_twice_and_resume_three_times_give_one_sha256(trained, tmp_path, tiny_synth_root):
     from atzoo.runner import train
 
-    first = file_sha256(export_run(trained, tmp_path / "a") / "model.safetensors")
-    second = file_sha256(export_run(trained, tmp_path / "b") / "model.safetensors")
+    first = sha256_file(export_run(trained, tmp_path / "a") / "model.safetensors")
+    second = sha256_file(export_run(trained, tmp_path / "b") / "model.safetensors")
     copy = tmp_path / "run"
     shutil.copytree(trained, copy)
     resumed = []
     for _ in range(3):
         train("baseline", None, copy, {}, resume=True, progress=False)
-        resumed.append(file_sha256(copy / "model.safetensors"))
-    assert {first, second, *resumed} == {file_sha256(trained / "model.safetensors")}
+        resumed.append(sha256_file(copy / "model.safetensors"))
+    assert {first, second, *resumed} == {sha256_file(trained / "model.safetensors")}
     assert read_results(copy / "metrics.json").provenance.weights_sha256 == first
 
 
@@ -145,7 +146,7 @@ sort_metadata(sys.argv[1])
     for index in range(4):
         path = tmp_path / f"w{index}.safetensors"
         subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=300)
-        hashes.add(file_sha256(path))
+        hashes.add(sha256_file(path))
     assert len(hashes) == 1
     from safetensors import safe_open
 

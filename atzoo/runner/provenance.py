@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from atzoo.data import Records
+from atzoo.io import sha256_file
 from atzoo.formats.metrics import DatasetProvenance, Provenance
 from atzoo.protocol import EVALUATOR_VERSION, PROTOCOL_VERSION
 
@@ -24,14 +25,6 @@ TRAIN_FLAGS = (0, 1)
 OFFICIAL_COUNTS = {"403k": {"train_images": 286_087, "train_persons": 135, "test_images": 117_512,
                             "test_persons": 135}}
 """The official split sizes of each AT-USTC release whose exact counts are published (PROTOCOL.md)."""
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def protocol_fingerprint(records: Records) -> str:
@@ -70,6 +63,6 @@ def dataset_provenance(records: Records) -> DatasetProvenance:
 
 def evaluation_provenance(records: Records, weights: str | os.PathLike) -> Provenance:
     """The provenance of evaluating the weights file `weights` on `records`, dated now (UTC)."""
-    return Provenance(dataset=dataset_provenance(records), weights_sha256=file_sha256(weights),
+    return Provenance(dataset=dataset_provenance(records), weights_sha256=sha256_file(weights),
                       evaluator_version=EVALUATOR_VERSION, protocol_version=PROTOCOL_VERSION,
                       date=dt.datetime.now(dt.timezone.utc).replace(microsecond=0))
