@@ -213,7 +213,7 @@ def test_a_time_limit_too_short_for_the_first_checkpoint_is_warned_about(tmp_pat
     assert wait_state(runner_dir, 1, "done", "failed", "cancelled").state == "done"
 
     slow = runner_cli(runner_dir, *filled(SUBMIT, tiny_synth_root), "--time", "3", "--cpus-per-task", "1",
-                      *set_flags([*TINY, "epochs=20000", "checkpoint_every=10000"]))
+                      *set_flags([*TINY, "epochs=10000", "checkpoint_every=10000"]))
     assert slow.returncode == 0, slow.stderr
     assert "--time 3 may be too short to reach the first checkpoint: job 1 of builtins:baseline" in slow.stderr
     assert "a checkpoint is written every 10000 epoch(s)" in slow.stderr
