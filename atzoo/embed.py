@@ -137,13 +137,13 @@ def _write_with_unlabelled(out: Path, feats: np.ndarray, labels: tuple[np.ndarra
 
 def _is_run_dir(path: Path) -> bool:
     from atzoo.io import read_json_checked
-    from atzoo.package import RUN_FORMAT
+    from atzoo.package import RUN_KIND, config_kind
     from atzoo.runner.rundir import CONFIG
 
     if not (path / CONFIG).is_file():
         return False
     config = read_json_checked(path / CONFIG, AtzooError)
-    return isinstance(config, dict) and config.get("format") == RUN_FORMAT
+    return config_kind(config) == RUN_KIND
 
 
 def load_embedding_model(model_ref: str | os.PathLike, *, registry: Registry | None = None,

@@ -38,11 +38,24 @@ if TYPE_CHECKING:
 
     from atzoo.registry import Registry
 
-FORMAT = "atzoo-model-1"
-RUN_FORMAT = "atzoo-run-1"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 DATASET_RELEASES = ("403k", "135k", "synthetic")
 SYNTHETIC_MANIFEST = "synthetic.json"
+PACKAGE_KIND = "package"
+FORMAT = str(PackageConfig.version_value(PackageConfig.FORMAT_VERSION))
+RUN_FORMAT = str(RunConfig.version_value(RunConfig.FORMAT_VERSION))
+RUN_KIND = "run"
+
+
+def config_kind(config: Any) -> str:
+    """What a parsed `config.json` belongs to, by its `format` tag, whatever its version:
+    `PACKAGE_KIND` (``atzoo-model-N``), `RUN_KIND` (``atzoo-run-N``), or "" (neither)."""
+    tag = config.get("format") if isinstance(config, dict) else None
+    if isinstance(tag, str) and tag.startswith(PackageConfig.VERSION_PREFIX):
+        return PACKAGE_KIND
+    if isinstance(tag, str) and tag.startswith(RunConfig.VERSION_PREFIX):
+        return RUN_KIND
+    return ""
 ANY_TIME = "Any-Time"
 OPEN_DEFAULT_LICENSE = "apache-2.0"
 RESEARCH_LICENSE_NAME = "at-ustc-research-only"
@@ -359,7 +372,7 @@ def read_package(path: str | os.PathLike) -> ModelPackage:
     if not (path / CONFIG).is_file():
         raise PackageError(f"{path} has no {CONFIG}; without it the model cannot be rebuilt")
     config = read_json(path / CONFIG, max_bytes=MAX_CONFIG_BYTES)
-    if isinstance(config, dict) and config.get("format") == RUN_FORMAT:
+    if config_kind(config) == RUN_KIND:
         raise PackageError(f"{path} is a run directory (made by `atzoo train`), not a model package: export it "
                            f"first with `atzoo export {path} OUT_DIR` (`atzoo embed` and the app's demo also take "
                            f"the run directory itself)")

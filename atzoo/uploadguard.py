@@ -26,15 +26,15 @@ import binascii
 import math
 import os
 import re
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from atzoo.errors import HubError, UploadBlockedError
+from atzoo.errors import FormatError, HubError, UploadBlockedError
 from atzoo.formats.packageconfig import CARD, CONFIG, PACKAGE_FILES, RESULTS, WEIGHTS
 from atzoo.formats.special import kind_of
+from atzoo.formats.weights_header import read_weights_header
 
 ALLOWED_FILES = PACKAGE_FILES
 JSON_FILES = (CONFIG, RESULTS)
@@ -75,7 +75,6 @@ MAX_RESULT_LIST = 16
 MAX_RESULT_KEYS = 64
 PER_ITEM_KEYS = re.compile(r"(?:^|_)(?:paths?|ranks?|per_query|per_image|images?|image_ids?|query_ids?|"
                            r"gallery_ids?|distances?|scores?|indices|files?)$", re.IGNORECASE)
-MAX_HEADER_BYTES = 100 << 20
 MAX_METADATA_ENTRIES = 16
 MAX_METADATA_CHARS = 256
 SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
@@ -267,30 +266,6 @@ def _results_offence(key: str, value: Any) -> str:
 # safetensors
 
 
-def safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
-    """The parsed header of a safetensors file and where its data starts; `HubError` when malformed."""
-    from atzoo.errors import FormatError
-    from atzoo.formats.jsonfile import parse_json
-
-    size = os.path.getsize(path)
-    with open(path, "rb") as handle:
-        prefix = handle.read(8)
-        if len(prefix) < 8:
-            raise HubError(f"{path.name} is damaged or truncated: shorter than the 8-byte length of its header")
-        (length,) = struct.unpack("<Q", prefix)
-        if length > MAX_HEADER_BYTES or 8 + length > size:
-            raise HubError(f"{path.name} is damaged or truncated: the header length {length} at byte 0 exceeds the "
-                           f"file ({size} bytes) or {MAX_HEADER_BYTES} bytes")
-        raw = handle.read(length)
-    try:
-        header = parse_json(raw, f"{path.name} header")
-    except FormatError as error:
-        raise HubError(f"{path.name} is damaged or truncated: {error}") from None
-    if not isinstance(header, dict):
-        raise HubError(f"{path.name} is damaged: its header is not a JSON object")
-    return header, 8 + length
-
-
 def _declared(header: dict[str, Any], name: str) -> tuple[str, list[int], int, int]:
     entry = header[name]
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
@@ -309,8 +284,8 @@ def weights_offences(path: Path, expected: dict[str, tuple[tuple[int, ...], str]
     (short plain text only), tensors not in the model's `state_dict` (`expected`: name -> (shape,
     safetensors dtype)), missing ones, wrong shapes or dtypes, and image signatures in the data."""
     try:
-        header, data_start = safetensors_header(path)
-    except HubError as error:
+        header, data_start = read_weights_header(path)
+    except FormatError as error:
         return [str(error)]
     problems: list[str] = []
     metadata = header.pop("__metadata__", None)

@@ -82,7 +82,7 @@ def pulled_packages() -> list[LocalModel]:
     from huggingface_hub import constants, scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
-    from atzoo.package import CONFIG, FORMAT, WEIGHTS
+    from atzoo.package import CONFIG, PACKAGE_KIND, WEIGHTS, config_kind
     from atzoo.io import read_json
 
     try:
@@ -101,7 +101,7 @@ def pulled_packages() -> list[LocalModel]:
                 config = read_json(folder / CONFIG)
             except (OSError, ValueError, RecursionError):
                 continue
-            if isinstance(config, dict) and config.get("format") == FORMAT:
+            if config_kind(config) == PACKAGE_KIND:
                 found.append(LocalModel(f"pulled {repo.repo_id}@{revision.commit_hash[:12]}", folder))
     return found
 

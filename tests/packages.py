@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_model
 
 from atzoo.io import write_json_atomic
-from atzoo.package import export_run
+from atzoo.package import RUN_FORMAT, export_run
 from atzoo.protocol import SCENARIOS
 
 SCENARIO_NAMES = [s.name for s in SCENARIOS] + ["Any-Time"]
@@ -58,7 +58,7 @@ def make_run_dir(path: Path, *, synthetic: bool = False, seed: int = 0, release:
         (data_root / "synthetic.json").write_text("{}")
     save_model(model, str(path / "model.safetensors"))
     write_json_atomic(path / "config.json", {
-        "format": "atzoo-run-1", "protocol_version": "1.0", "recipe": recipe.to_json(), "data_root": str(data_root),
+        "format": RUN_FORMAT, "protocol_version": "1.0", "recipe": recipe.to_json(), "data_root": str(data_root),
         "dataset_fingerprint": "f" * 64, "num_persons": 4, "num_clothes": 6})
     write_json_atomic(path / "metrics.json", fake_results(path / "model.safetensors",
                                                           "synthetic" if synthetic else release))

@@ -53,7 +53,7 @@ def run_cli(capsys, *args: str) -> str:
 
 
 DAMAGED_CONFIGS = [
-    ("not JSON", lambda path: path.write_text("{\"format\": \"atzoo-run-1\", "), "is not valid JSON"),
+    ("not JSON", lambda path: path.write_text("{\"format\": \"atzoo-run-2\", "), "is not valid JSON"),
     ("no recipe", lambda path: edit_json(path, lambda d: d.pop("recipe")), "recipe is missing; expected an object"),
     ("num_persons five", lambda path: edit_json(path, lambda d: d.update(num_persons="five")),
      'num_persons = "five" (a string); expected an integer from 1 to 100000'),
@@ -62,8 +62,10 @@ DAMAGED_CONFIGS = [
     ("duplicate key", lambda path: path.write_text(path.read_text().replace('"num_persons": 4',
                                                                             '"num_persons": 4, "num_persons": 5')),
      "'num_persons' appears twice"),
-    ("absurd input size", lambda path: edit_json(path, lambda d: d["recipe"].update(input_size=[100000, 100000])),
-     "recipe.input_size.0 = 100000 (a number); expected an integer from 16 to 1024"),
+    ("absurd image size", lambda path: edit_json(path, lambda d: d["recipe"]["train"].update(image_size=[100000, 100000])),
+     "recipe.train.image_size.0 = 100000 (a number); expected an integer from 16 to 1024"),
+    ("a second input size", lambda path: edit_json(path, lambda d: d["recipe"].update(input_size=[32, 16])),
+     "recipe.input_size is not a field of this format"),
     ("NaN", lambda path: path.write_text(path.read_text().replace('"num_clothes": 6', '"num_clothes": NaN')),
      "NaN is not a JSON number"),
 ]
@@ -122,11 +124,11 @@ def test_the_apps_demo_refuses_an_absurd_input_size_before_building_anything(tmp
     package = make_package(tmp_path)
     run = make_run_dir(tmp_path / "run")
     edit_json(package / "config.json", lambda d: (d.update(input_size=[100000, 100000]),
-                                                   d["recipe"].update(input_size=[100000, 100000])))
-    edit_json(run / "config.json", lambda d: d["recipe"].update(input_size=[100000, 100000]))
+                                                   d["recipe"]["train"].update(image_size=[100000, 100000])))
+    edit_json(run / "config.json", lambda d: d["recipe"]["train"].update(image_size=[100000, 100000]))
     forbid_model_building(monkeypatch)
-    for folder in (package, run):
+    for folder, field in ((package, "input_size"), (run, "recipe.train.image_size")):
         with pytest.raises(FormatError) as caught:
             load_local_model(folder)
         assert str(folder / "config.json") in str(caught.value)
-        assert "input_size.0 = 100000 (a number); expected an integer from 16 to 1024" in str(caught.value)
+        assert f"{field}.0 = 100000 (a number); expected an integer from 16 to 1024" in str(caught.value)

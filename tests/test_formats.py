@@ -58,24 +58,59 @@ def _defaults(keys) -> dict:
     return {key: value for key, value in TrainConfig().model_dump(mode="json").items() if key in keys}
 
 
-def test_release_run_config_is_read_and_written_back_unchanged(tmp_path):
+def _as_version_2(original: dict, tag: str) -> dict:
+    """What version 2 of a run or package config holds for a version 1 file: the same, with the
+    recipe's copy of `train.image_size` (`input_size`) dropped."""
+    upgraded = copy.deepcopy(original)
+    upgraded["format"] = tag
+    assert upgraded["recipe"].pop("input_size") == upgraded["recipe"]["train"]["image_size"]
+    return upgraded
+
+
+def test_release_run_config_is_read_and_written_back_as_version_2(tmp_path):
     config = read_run_config(RELEASE_0_1 / "run-config.json")
     assert config.recipe.input_size == (64, 32) and config.num_persons == 20
     write_run_config(tmp_path / "config.json", config)
     written = json.loads((tmp_path / "config.json").read_text())
     added = _settings_added_since(written, load("run-config.json"))
     assert added == _defaults(added)
-    assert written == load("run-config.json")
+    assert written == _as_version_2(load("run-config.json"), "atzoo-run-2")
+    assert read_run_config(tmp_path / "config.json") == config
 
 
-def test_release_package_config_is_read_and_written_back_unchanged(tmp_path):
+def test_release_package_config_is_read_and_written_back_as_version_2(tmp_path):
     config = read_package_config(RELEASE_0_1 / "package-config.json")
     assert config.method == "builtins:baseline" and config.dataset_release == "synthetic"
     write_package_config(tmp_path / "config.json", config)
     written = json.loads((tmp_path / "config.json").read_text())
     added = _settings_added_since(written, load("package-config.json"))
     assert added == _defaults(added)
-    assert written == load("package-config.json")
+    assert written == _as_version_2(load("package-config.json"), "atzoo-model-2")
+    assert written["input_size"] == written["recipe"]["train"]["image_size"]
+    assert read_package_config(tmp_path / "config.json") == config
+
+
+@pytest.mark.parametrize("name, read", [("run-config.json", read_run_config),
+                                        ("package-config.json", read_package_config)])
+def test_a_version_1_file_whose_recorded_input_size_disagrees_is_refused(tmp_path, name, read):
+    data = load(name)
+    data["recipe"]["input_size"] = [256, 128]
+    message = refused(read, write(tmp_path, data))
+    assert "recipe.input_size = [256, 128] differs from recipe.train.image_size = [64, 32]" in message
+
+
+def test_a_version_1_file_without_a_recorded_image_size_keeps_its_input_size(tmp_path):
+    data = load("run-config.json")
+    del data["recipe"]["train"]["image_size"]
+    assert read_run_config(write(tmp_path, data)).recipe.train.image_size == (64, 32)
+
+
+def test_a_version_2_recipe_records_the_image_size_once(tmp_path):
+    data = _as_version_2(load("run-config.json"), "atzoo-run-2")
+    config = read_run_config(write(tmp_path, data))
+    assert config.recipe.input_size == (64, 32)
+    data["recipe"]["input_size"] = [64, 32]
+    assert "recipe.input_size" in refused(read_run_config, write(tmp_path, data, "again.json"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,9 +141,11 @@ RUN_CONFIG_CASES = [
     ("num_persons", True, "num_persons = true (a boolean)"),
     ("num_clothes", 2, "num_clothes (2) is below num_persons (20)"),
     ("recipe", DELETE, "recipe is missing; expected an object"),
-    ("recipe.input_size", [100000, 100000], "recipe.input_size.0 = 100000 (a number); expected an integer from 16 to 1024"),
-    ("recipe.input_size", [-64, 32], "recipe.input_size.0 = -64"),
-    ("recipe.input_size", [64, 32, 3], "recipe.input_size = [64, 32, 3] (an array); expected an array of 2 items"),
+    ("recipe.train.image_size", [100000, 100000],
+     "recipe.train.image_size.0 = 100000 (a number); expected an integer from 16 to 1024"),
+    ("recipe.train.image_size", [-64, 32], "recipe.train.image_size.0 = -64"),
+    ("recipe.train.image_size", [64, 32, 3],
+     "recipe.train.image_size = [64, 32, 3] (an array); expected an array of 2 items"),
     ("recipe.embed_dim", 0, "recipe.embed_dim = 0 (a number); expected an integer from 1 to 65536"),
     ("recipe.num_outputs", 3, "recipe.num_outputs = 3 (a number); expected one of 1, 6"),
     ("recipe.neck", "mlp", 'expected one of "bnneck", "linear"'),
@@ -121,22 +158,22 @@ RUN_CONFIG_CASES = [
     ("data_root", "", "data_root"),
     ("surprise", 1, "surprise is not a field of this format"),
     ("format", "atzoo-run-9", 'format = "atzoo-run-9" was written by a newer atzoo'),
-    ("format", "atzoo-run-0", 'format = "atzoo-run-0" is no longer read; expected version "atzoo-run-1"'),
-    ("format", "something", 'format = "something" is not a run config format version; expected "atzoo-run-1"'),
-    ("format", DELETE, 'format is missing; expected "atzoo-run-1"'),
+    ("format", "atzoo-run-0", 'format = "atzoo-run-0" is no longer read; expected version "atzoo-run-2"'),
+    ("format", "something", 'format = "something" is not a run config format version; expected "atzoo-run-2"'),
+    ("format", DELETE, 'format is missing; expected "atzoo-run-2"'),
 ]
 
 
 @pytest.mark.parametrize("field, value, words", RUN_CONFIG_CASES, ids=[f"{c[0]}={c[1]!r}" for c in RUN_CONFIG_CASES])
 def test_run_config_bad_values_are_refused_by_name(tmp_path, field, value, words):
-    path = write(tmp_path, mutate(load("run-config.json"), field, value))
+    path = write(tmp_path, mutate(_as_version_2(load("run-config.json"), "atzoo-run-2"), field, value))
     assert words in refused(read_run_config, path)
 
 
 PACKAGE_CASES = [
     ("input_size", [100000, 100000], "input_size.0 = 100000 (a number); expected an integer from 16 to 1024"),
     ("input_size", [0, 0], "input_size.0 = 0 (a number); expected an integer from 16 to 1024"),
-    ("recipe.input_size", [100000, 100000], "recipe.input_size.0 = 100000"),
+    ("recipe.train.image_size", [100000, 100000], "recipe.train.image_size.0 = 100000"),
     ("input_size", [128, 64], "input_size is [128, 64] but the recipe says [64, 32]"),
     ("method", "builtins:bot", "method is 'builtins:bot' but the recipe says 'builtins:baseline'"),
     ("num_heads", 6, "num_heads is 6 but the recipe says 1"),
@@ -149,7 +186,7 @@ PACKAGE_CASES = [
 
 @pytest.mark.parametrize("field, value, words", PACKAGE_CASES, ids=[f"{c[0]}={c[1]!r}" for c in PACKAGE_CASES])
 def test_package_config_bad_values_are_refused_by_name(tmp_path, field, value, words):
-    path = write(tmp_path, mutate(load("package-config.json"), field, value))
+    path = write(tmp_path, mutate(_as_version_2(load("package-config.json"), "atzoo-model-2"), field, value))
     assert words in refused(read_package_config, path)
 
 
@@ -289,13 +326,21 @@ def test_job_spec_bad_rows_name_the_job(kind, text, words):
 
 
 def test_committed_json_schemas_are_generated_from_the_models():
+    """The current version of each format is generated; an older version's schema stays published
+    as it was, for the files still written in it."""
+    from atzoo.formats.schemas import PUBLISHED
+
     expected = schema_texts()
     committed = {path.name: path.read_text() for path in SCHEMA_DIR.glob("*.schema.json")}
-    assert committed == expected, "regenerate with: python -m atzoo.formats.schemas --write"
+    assert {name: committed.get(name) for name in expected} == expected, \
+        "regenerate with: python -m atzoo.formats.schemas --write"
+    older = {f"{name}-v{version}.schema.json" for name, model in PUBLISHED.items()
+             for version in range(1, model.FORMAT_VERSION)}
+    assert set(committed) - set(expected) <= older
 
 
 def test_a_schema_describes_the_ranges_the_reader_enforces():
-    schema = json.loads((SCHEMA_DIR / "package-config-v1.schema.json").read_text())
+    schema = json.loads((SCHEMA_DIR / "package-config-v2.schema.json").read_text())
     side = schema["properties"]["input_size"]["prefixItems"][0]
     assert (side["minimum"], side["maximum"]) == (16, 1024)
 

@@ -234,7 +234,7 @@ def test_read_package_rejects_non_packages(tmp_path):
     with pytest.raises(FormatError, match="not valid JSON"):
         read_package(pkg)
     (pkg / CONFIG).write_text(json.dumps({"format": "other"}))
-    with pytest.raises(FormatError, match="atzoo-model-1"):
+    with pytest.raises(FormatError, match="atzoo-model-2"):
         read_package(pkg)
 
 

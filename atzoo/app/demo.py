@@ -90,19 +90,20 @@ def _load_run(path: Path, registry: Registry) -> DemoModel:
                      num_heads=len(recipe.heads), source=str(path))
 
 
-def _config_format(path: Path) -> str:
+def _config_kind(path: Path) -> str:
     from atzoo.io import read_json
+    from atzoo.package import config_kind
 
     try:
         config = read_json(path / "config.json")
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise AtzooError(f"{path / 'config.json'} cannot be read as JSON ({error})") from None
-    return config.get("format", "") if isinstance(config, dict) else ""
+    return config_kind(config)
 
 
 def load_local_model(path: str | os.PathLike, registry: Registry | None = None) -> DemoModel:
     """A model package folder (``atzoo export``) or a finished run directory (``atzoo train``)."""
-    from atzoo.package import FORMAT, build_package_model, read_package
+    from atzoo.package import PACKAGE_KIND, build_package_model, read_package
     from atzoo.registry import load_registry
 
     path = Path(path).expanduser()
@@ -111,7 +112,7 @@ def load_local_model(path: str | os.PathLike, registry: Registry | None = None) 
     if not (path / "config.json").is_file():
         raise AtzooError(f"{path} has no config.json; expected a model package (atzoo export) or a run directory")
     registry = registry or load_registry()
-    if _config_format(path) == FORMAT:
+    if _config_kind(path) == PACKAGE_KIND:
         package = read_package(path)
         return _from_config(build_package_model(package, registry), package.config, str(path))
     return _load_run(path, registry)

@@ -14,14 +14,14 @@ from atzoo.errors import AtzooError
 def _load_model(source: Path) -> tuple[Any, Any, dict[str, Any], str, Path]:
     """(model, recipe, config, kind, weights path) of a run directory or a model package."""
     from atzoo.io import read_json_checked
-    from atzoo.package import FORMAT, build_package_model, read_package
+    from atzoo.package import PACKAGE_KIND, build_package_model, config_kind, read_package
     from atzoo.runner.evaluation import load_run_model
     from atzoo.runner.recipe import ResolvedRecipe
     from atzoo.runner.rundir import MODEL, open_run_dir
 
     config_file = source / "config.json"
     config = read_json_checked(config_file, AtzooError) if config_file.is_file() else None
-    if isinstance(config, dict) and config.get("format") == FORMAT:
+    if config_kind(config) == PACKAGE_KIND:
         package = read_package(source)
         model = build_package_model(package)
         return model, ResolvedRecipe.from_json(package.config["recipe"]), package.config, "package", package.weights

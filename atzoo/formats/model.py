@@ -39,7 +39,8 @@ class FormatModel(Record):
     is written and published in the schema. A format whose files spell the version as a tagged string
     (``"format": "atzoo-run-1"``) sets `VERSION_KEY = "format"` and `VERSION_PREFIX = "atzoo-run-"`.
     A file written before the version field existed is read as version `UNVERSIONED` (None: refused).
-    `MIGRATIONS[v]` turns the data of version v into the data of version v + 1.
+    `MIGRATIONS[v]` turns the data of version v into the data of version v + 1, the version field
+    aside (set by `upgrade`); a ValueError it raises becomes a FormatError naming the file.
     """
 
     FORMAT_NAME: ClassVar[str] = "file"
@@ -87,8 +88,12 @@ class FormatModel(Record):
                 raise FormatError(f"{source}: {cls.VERSION_KEY} = {show_value(cls.version_value(version))} is no "
                                   f"longer read; expected version {expected}: write the {cls.FORMAT_NAME} again "
                                   f"with this atzoo", file=source)
-            data = migrate(dict(data))
+            try:
+                data = migrate(dict(data))
+            except ValueError as error:
+                raise FormatError(f"{source}: {error}", file=source) from None
             version += 1
+            data[cls.VERSION_KEY] = cls.version_value(version)
         return data
 
 

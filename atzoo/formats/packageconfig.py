@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from atzoo.formats.model import FormatModel, Record, read_model, write_model
 from atzoo.formats.recipe import (EmbedDim, HeadTarget, InputSize, Neck, Normalization, NumOutputs, QualifiedName,
-                                  ResolvedRecipe, ShortText)
+                                  ResolvedRecipe, ShortText, drop_recorded_input_size)
 from atzoo.formats.runconfig import ClothesCount, PersonCount, ProtocolVersion
 
 WEIGHTS = "model.safetensors"
@@ -39,11 +39,13 @@ class PackageConfig(FormatModel):
     """Everything but the weights that a package's model needs."""
 
     FORMAT_NAME = "model package config"
-    FORMAT_VERSION = 1
+    FORMAT_VERSION = 2
     VERSION_KEY = "format"
     VERSION_PREFIX = "atzoo-model-"
 
-    format: Literal["atzoo-model-1"] = "atzoo-model-1"
+    MIGRATIONS = {1: drop_recorded_input_size}
+
+    format: Literal["atzoo-model-2"] = "atzoo-model-2"
     method: QualifiedName
     backbone: QualifiedName
     plugin: PluginRequirement

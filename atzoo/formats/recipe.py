@@ -67,7 +67,6 @@ class ResolvedRecipe(Record):
     backbone_args: dict[str, Any]
     embed_dim: EmbedDim
     num_outputs: NumOutputs
-    input_size: InputSize
     normalization: Normalization
     heads: tuple[HeadTarget, ...] = Field(min_length=1, max_length=MAX_HEADS)
     neck: Neck
@@ -80,10 +79,13 @@ class ResolvedRecipe(Record):
         if len(self.heads) != self.num_outputs:
             raise ValueError(f"heads has {len(self.heads)} item(s) but num_outputs is {self.num_outputs}; "
                              f"expected one head per backbone output")
-        if tuple(self.input_size) != tuple(self.train.image_size):
-            raise ValueError(f"input_size {list(self.input_size)} differs from train.image_size "
-                             f"{list(self.train.image_size)}; expected the size the model was trained at")
         return self
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The (height, width) the model is run at: the size it was trained at."""
+        height, width = self.train.image_size
+        return int(height), int(width)
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -92,3 +94,20 @@ class ResolvedRecipe(Record):
     def from_json(cls, data: Any, source: str = "recipe") -> ResolvedRecipe:
         """A recipe from its JSON form; a FormatError names `source` and every wrong field."""
         return validate_data(data, cls, source)
+
+
+def drop_recorded_input_size(data: dict[str, Any]) -> dict[str, Any]:
+    """Migration of a file whose recipe recorded `input_size` beside `train.image_size` (run config
+    and package config version 1): the copy is dropped once it is checked to agree."""
+    recipe = data.get("recipe")
+    if not isinstance(recipe, dict) or "input_size" not in recipe:
+        return data
+    recipe = dict(recipe)
+    recorded = recipe.pop("input_size")
+    train = recipe.get("train")
+    if isinstance(train, dict) and "image_size" not in train:
+        recipe["train"] = {**train, "image_size": recorded}
+    elif isinstance(train, dict) and recorded != train["image_size"]:
+        raise ValueError(f"recipe.input_size = {recorded} differs from recipe.train.image_size = "
+                         f"{train['image_size']}; expected the size the model was trained at")
+    return {**data, "recipe": recipe}

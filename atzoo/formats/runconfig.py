@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from atzoo.formats.model import FormatModel, read_model, write_model
-from atzoo.formats.recipe import ResolvedRecipe
+from atzoo.formats.recipe import ResolvedRecipe, drop_recorded_input_size
 
 SHA256 = r"^[0-9a-f]{64}$"
 PROTOCOL_VERSION_PATTERN = r"^[0-9]{1,3}\.[0-9]{1,3}$"
@@ -29,11 +29,13 @@ class RunConfig(FormatModel):
     """What `atzoo train` resolved before its first step."""
 
     FORMAT_NAME = "run config"
-    FORMAT_VERSION = 1
+    FORMAT_VERSION = 2
     VERSION_KEY = "format"
     VERSION_PREFIX = "atzoo-run-"
 
-    format: Literal["atzoo-run-1"] = "atzoo-run-1"
+    MIGRATIONS = {1: drop_recorded_input_size}
+
+    format: Literal["atzoo-run-2"] = "atzoo-run-2"
     protocol_version: ProtocolVersion
     recipe: ResolvedRecipe
     data_root: str = Field(min_length=1, max_length=4096)

@@ -15,7 +15,6 @@ import datetime as dt
 import math
 import os
 import re
-import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 from collections.abc import Iterator, Sequence
 
 from atzoo.errors import AtzooError, ChecksumError, FormatError, HubError, LeaderboardError
-from atzoo.formats.jsonfile import parse_json
+from atzoo.formats.weights_header import read_weights_header
 from atzoo.io import read_json_checked
 from atzoo.formats.entry import (METRICS, RANKED_RELEASES, TASK_FAMILIES, Entry, entry_problems,
                                  metrics_from_fractions, slugify)
 from atzoo.leaderboard.store import Snapshot, duplicate_problems, load_snapshot, write_entry
-from atzoo.package import CONFIG, FORMAT, RESULTS, WEIGHTS, ModelPackage, read_package
+from atzoo.package import (CONFIG, FORMAT, PACKAGE_KIND, RESULTS, RUN_FORMAT, RUN_KIND, WEIGHTS, ModelPackage, config_kind,
+                           read_package)
 from atzoo.protocol import ANY_TIME, EVALUATOR_VERSION, SCENARIO_NAMES
 
 if TYPE_CHECKING:
@@ -38,8 +38,6 @@ ANY_TIME_TOLERANCE = 1e-6
 COMMIT = re.compile(r"[0-9a-f]{40}")
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 CMC = ("rank1", "rank5", "rank10", "rank20")
-MAX_HEADER_BYTES = 100 * 1024 * 1024
-RUN_FORMAT = "atzoo-run-1"
 FIND_COMMIT_HINT = ("`atzoo push` prints the commit it created; otherwise list the repo's commits with "
                     "`huggingface_hub.HfApi().list_repo_commits(REPO)` and pass ORG/NAME@<40-hex commit id>")
 
@@ -125,26 +123,13 @@ def read_results(package: ModelPackage) -> dict[str, Any]:
 
 
 def read_safetensors_header(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON header of a safetensors file (8-byte little-endian length, then JSON), checked
-    against the file's size so that a truncated or edited file is refused."""
-    path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        prefix = handle.read(8)
-        if len(prefix) < 8:
-            raise LeaderboardError(f"{path}: damaged safetensors header (the file has only {size} bytes)")
-        (length,) = struct.unpack("<Q", prefix)
-        if length == 0 or length > MAX_HEADER_BYTES or 8 + length > size:
-            raise LeaderboardError(f"{path}: damaged safetensors header (it declares {length} header bytes "
-                                   f"in a file of {size} bytes)")
-        raw = handle.read(length)
+    """The JSON header of a safetensors file, checked against the file's size (the tensors' data
+    offsets included) so that a truncated or edited file is refused."""
     try:
-        header = parse_json(raw, f"{path}'s safetensors header")
+        header, data_start = read_weights_header(path)
     except FormatError as error:
-        raise LeaderboardError(f"{path}: damaged safetensors header ({error})") from None
-    if not isinstance(header, dict):
-        raise LeaderboardError(f"{path}: damaged safetensors header (expected a JSON object)")
-    _check_tensors(path, header, size - 8 - length)
+        raise LeaderboardError(str(error)) from None
+    _check_tensors(Path(path), header, os.path.getsize(path) - data_start)
     return header
 
 
@@ -205,7 +190,7 @@ def _hub_problems(repo: str, revision: str, local_sha: str, weights: str) -> tup
 # the source folder
 
 
-def _source_format(source: Path) -> str:
+def _source_config(source: Path) -> Any:
     config = source / CONFIG
     if source.exists() and not source.is_dir():
         raise LeaderboardError(f"{source} is a file; expected a run directory or an exported package folder")
@@ -214,8 +199,7 @@ def _source_format(source: Path) -> str:
     if not config.is_file():
         raise LeaderboardError(f"{source} has no {CONFIG}: it is neither a run directory (`atzoo train`) nor "
                                f"a model package (`atzoo export`)")
-    data = read_json_checked(config, LeaderboardError)
-    return data.get("format", "") if isinstance(data, dict) else ""
+    return read_json_checked(config, LeaderboardError)
 
 
 @contextlib.contextmanager
@@ -225,12 +209,14 @@ def open_source(source_dir: str | os.PathLike, dataset_release: str | None = Non
     from atzoo.package import export_run
 
     source = Path(source_dir)
-    kind = _source_format(source)
-    if kind == FORMAT:
+    config = _source_config(source)
+    kind = config_kind(config)
+    if kind == PACKAGE_KIND:
         yield read_package(source)
         return
-    if kind != RUN_FORMAT:
-        raise LeaderboardError(f"{source / CONFIG} has format {kind!r}; expected {FORMAT!r} (a package) or "
+    if kind != RUN_KIND:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise LeaderboardError(f"{source / CONFIG} has format {found!r}; expected {FORMAT!r} (a package) or "
                                f"{RUN_FORMAT!r} (a run directory)")
     with tempfile.TemporaryDirectory(prefix="atzoo-submit-") as tmp:
         yield read_package(export_run(source, Path(tmp) / "package", dataset_release=dataset_release))

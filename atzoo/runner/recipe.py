@@ -49,7 +49,7 @@ def resolve_recipe(method_name: str, overrides: dict[str, Any], registry: Regist
     return validate_data(dict(
         method=Provider.of(method_entry), backbone=Provider.of(backbone_entry),
         backbone_args={**backbone.defaults, **method.backbone_args, **backbone_overrides},
-        embed_dim=backbone.embed_dim, num_outputs=backbone.num_outputs, input_size=train.image_size,
+        embed_dim=backbone.embed_dim, num_outputs=backbone.num_outputs,
         normalization=backbone.normalization, heads=tuple(method.heads), neck=method.neck,
         losses=tuple(losses), train=train, overrides=dict(overrides),
     ), ResolvedRecipe, f"the recipe of {method_entry.qualified_name} with these settings")
