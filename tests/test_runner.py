@@ -173,6 +173,67 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_synth_
     assert not (out / "model.safetensors").exists()
 
 
+class _RefusesItsInput(torch.nn.Module):
+    """A backbone that builds, but whose first forward raises (as a ViT does at a size its patch
+    embedding does not take)."""
+
+    embed_dim = 8
+
+    def __init__(self, **_: object) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, images):
+        raise RuntimeError(f"input size {tuple(images.shape[-2:])} doesn't match model (224, 224)")
+
+
+def _refusing_plugin() -> types.ModuleType:
+    from atzoo.plugin import Backbone
+
+    module = types.ModuleType("refusing_plugin")
+
+    @hookimpl
+    def atzoo_register_backbones(register):
+        register(Backbone(name="refuses", factory=_RefusesItsInput, embed_dim=8))
+
+    @hookimpl
+    def atzoo_register_methods(register):
+        register(Method(name="refused_at_first_step", backbone="refuses", losses=(LossTerm("cross_entropy"),),
+                        train={"epochs": 1}))
+
+    module.atzoo_register_backbones = atzoo_register_backbones
+    module.atzoo_register_methods = atzoo_register_methods
+    return module
+
+
+def test_a_run_whose_first_step_fails_leaves_nothing_behind_and_can_be_retried(tiny_synth_root, tmp_path):
+    from atzoo.config import parse_overrides
+    from atzoo.registry import load_registry
+    from atzoo.runner import train
+
+    registry = load_registry(extra_plugins={"refusing": _refusing_plugin()}, refresh=True)
+    overrides = parse_overrides([value for value in TINY if value != "--set"])
+    out = tmp_path / "run"
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="doesn't match model"):
+            train("refused_at_first_step", tiny_synth_root, out, overrides, registry=registry, progress=False)
+        assert not out.exists()
+
+
+def test_a_run_stopped_in_its_first_epoch_leaves_nothing_behind(tiny_synth_root, tmp_path):
+    """(A run stopped after an epoch was logged keeps its folder and checkpoint: see the NaN test above.)"""
+    from atzoo.config import parse_overrides
+    from atzoo.registry import load_registry
+    from atzoo.runner import TrainingError, train
+
+    registry = load_registry(extra_plugins={"nan": _nan_plugin(steps=1)}, refresh=True)
+    overrides = parse_overrides([value for value in TINY if value != "--set"])
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match="loss became nan at epoch 1"):
+        train("diverges", tiny_synth_root, out, overrides, registry=registry, progress=False)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("args, message", [
     (["train", "basline", "--out", "{out}"], "basline.*baseline"),
     (["train", "baseline", "--out", "{out}", "--set", "learning_rate=1"], "unknown training setting.*learning_rate"),

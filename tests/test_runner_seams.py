@@ -233,6 +233,15 @@ def test_absurd_image_sizes_are_refused_before_the_data_is_read_or_cached(tmp_pa
 @pytest.mark.parametrize("setting, message", [
     ("num_persons=500", "lower num_persons"),
     ("backbone.width=0", "width"),
+    ("backbone.widht=3", "not accepted by backbone builtins:tiny_cnn"),
+    ("milestones=[5,3]", "expected strictly increasing epochs"),
+    ("schedule=multistep", "needs milestones"),
+    ("pad=40", "is larger than the image (32x16)"),
+    ("erasing_ratio=[3,0.3]", "expected (min, max) with min <= max"),
+    ('lr_multipliers={"backbone": -1}', "lr_multipliers"),
+    ('loss_optimizers={"nope": {}}', "must name exactly one of the method's losses"),
+    ("optimizer=lamb", "optimizer"),
+    ("lr_rate=0.1", "unknown training setting"),
 ])
 def test_a_run_that_cannot_start_leaves_no_folder(tmp_path, tiny_synth_root, capsys, setting, message):
     out = tmp_path / "run"

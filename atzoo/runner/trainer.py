@@ -123,7 +123,7 @@ def train(method: str, data_root: str | Path | None, out_dir: str | Path, overri
         distributed.barrier(context)
         try:
             return _train(run, recipe, data_root, records, train_set, parts, context, resume, progress)
-        except AtzooError:
+        except BaseException:
             if not resume and context.is_main:
                 _remove_unstarted_run(run)
             raise
@@ -178,8 +178,9 @@ UNSTARTED_RUN_FILES = frozenset({"config.json", DATASET, ENVIRONMENT})
 
 
 def _remove_unstarted_run(run: RunDir) -> None:
-    """A new run refused before its first step (its model cannot be built, say) leaves nothing
-    behind, so the same command can be retried; a folder holding anything else is kept."""
+    """A new run that stops before its first epoch is logged (its first step raises, say a
+    backbone refusing the image size, or it is interrupted) leaves nothing behind, so the same
+    command can be retried; a folder holding anything else (a log line, a checkpoint) is kept."""
     names = {entry.name for entry in run.path.iterdir()}
     if names <= UNSTARTED_RUN_FILES:
         shutil.rmtree(run.path, ignore_errors=True)
