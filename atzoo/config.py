@@ -105,7 +105,8 @@ class TrainConfig(BaseModel):
     amp: bool = Field(True, description="bf16 autocast on CUDA; ignored on CPU")
     seed: StrictInt = Field(0, ge=0, le=2**31 - 1)
     eval_batch_size: StrictInt = Field(128, ge=1, le=65_536)
-    num_workers: StrictInt = Field(2, ge=0, le=64)
+    num_workers: StrictInt = Field(2, ge=0, le=64, description="data-loader processes that decode images when "
+                                   "cache is off (cached batches are read in the main process)")
     cache: bool = Field(True, description="decode and resize images once into a local cache")
     checkpoint_every: StrictInt = Field(1, ge=1, le=MAX_EPOCHS, description="epochs between checkpoints")
 

@@ -7,7 +7,10 @@ times full train-loader epochs for each image size x num_workers x {decode every
   as before batch augmentation;
 - "batch": the workers hand over uint8 images and drawn choices, the batch is augmented at once
   (`atzoo.data.loaders.train_loader`, on `--device`).
-The first, cache-building epoch is not timed. Images/s per worker divide by max(1, workers).
+Each loader is built once per row, as the runner builds it once per run (persistent workers); its
+first epoch (worker start-up, and for the cache its building) is not timed. Images/s per process
+divide by the processes that read the cache: max(1, workers) for the per-image path, 1 for the
+batch path, which reads cached images in the main process whatever num_workers is.
 Last, the training step of `--step-method` (forward, losses, backward, optimizer step on random
 batches, `benchmarks/train_speed.py`) at each size, so a user sees which side is the bottleneck.
 
@@ -65,11 +68,15 @@ def per_image_loader(train_set: TrainSet, config: TrainConfig, epoch: int, cache
 
 def images_per_second(train_set: TrainSet, config: TrainConfig, cache_dir: Path, epochs: int, path: str,
                       device: torch.device) -> float:
-    images, started = 0, time.perf_counter()
-    for epoch in range(epochs):
-        loader = (per_image_loader(train_set, config, epoch, cache_dir) if path == "per-image" else
-                  train_loader(train_set, config, IMAGENET_NORMALIZATION, epoch=epoch, cache_dir=cache_dir,
-                               device=device))
+    """Built once, as the runner does (its workers persist); one untimed epoch starts the workers,
+    then `epochs` epochs are timed."""
+    loader = (per_image_loader(train_set, config, 0, cache_dir) if path == "per-image" else
+              train_loader(train_set, config, IMAGENET_NORMALIZATION, epoch=0, cache_dir=cache_dir, device=device))
+    images, started = 0, 0.0
+    for epoch in range(epochs + 1):
+        if epoch == 1:
+            images, started = 0, time.perf_counter()
+        loader.sampler.set_epoch(epoch)
         for batch in loader:
             images += len(batch["image"].to(device))
     if device.type == "cuda":
@@ -110,13 +117,14 @@ def main() -> None:
                      for path in ("per-image", "batch") for cache in (False, True)}
             rows.append((f"{size[0]}x{size[1]}", workers, rates, build))
     print(f"{'size':>8} {'workers':>7} {'path':>10} {'decode img/s':>13} {'cache img/s':>12} "
-          f"{'cache/worker':>12} {'vs per-image decode':>20} {'cache build s':>13}")
+          f"{'cache/process':>13} {'vs per-image decode':>20} {'cache build s':>13}")
     for size, workers, rates, build in rows:
         baseline = rates[("per-image", False)]
         for path in ("per-image", "batch"):
             decoded, cached = rates[(path, False)], rates[(path, True)]
             print(f"{size:>8} {workers:>7} {path:>10} {decoded:>13.0f} {cached:>12.0f} "
-                  f"{cached / max(1, workers):>12.0f} {cached / baseline:>19.1f}x {build:>13.1f}")
+                  f"{cached / (max(1, workers) if path == 'per-image' else 1):>13.0f} {cached / baseline:>19.1f}x "
+                  f"{build:>13.1f}")
     if args.step_method:
         for size in args.sizes:
             rate = measure(args.step_method, size, args.step_batch, 3, device, bf16=device.type == "cuda",

@@ -27,7 +27,7 @@ def test_smoke_suite_measures_every_item_into_one_json(tmp_path):
     for name in training:
         assert items[name]["images_per_s"] > 0 and items[name]["peak_memory_mb"] >= 0, name
     loader = next(item for name, item in items.items() if name.startswith("loader"))
-    assert loader["images_per_s"] > 0 and loader["workers"] >= 1
+    assert loader["cached_images_per_s"] > 0 and loader["decoding_images_per_s"] > 0 and loader["workers"] >= 1
     evaluation = items["evaluation AT-USTC test size"]
     assert evaluation["six_scenarios_s"] > 0 and evaluation["six_scenarios_and_mixed_s"] > 0
     assert 0 <= evaluation["any_time_rank1"] <= 1 and items["evaluation 10k x 10k"]["six_scenarios_s"] > 0

@@ -316,6 +316,15 @@ def test_train_batches_do_not_depend_on_workers_or_the_cache(tmp_path, tree):
     assert not torch.equal(later[0]["image"], reference[0]["image"])
 
 
+def test_cached_batches_are_read_in_the_main_process_and_decoded_ones_in_workers(tmp_path, tree):
+    train_set = build_train_set(parse_root(tree))
+    cached = train_loader(train_set, _config(cache=True, num_workers=2), NORM, epoch=0, cache_dir=tmp_path / "c")
+    decoding = train_loader(train_set, _config(num_workers=2), NORM, epoch=0)
+    assert cached.num_workers == 0 and decoding.num_workers == 2
+    for mine, theirs in zip(_collect(cached), _collect(decoding)):
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
 def test_ranks_get_different_batches_and_the_same_number_of_steps(tree):
     train_set = build_train_set(parse_root(tree))
     loaders = [train_loader(train_set, _config(num_persons=2), NORM, epoch=0, rank=r, world_size=2) for r in (0, 1)]

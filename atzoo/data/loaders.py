@@ -85,15 +85,26 @@ def train_sampler(train_set: TrainSet, config: TrainConfig, *, epoch: int, rank:
                      rank=rank, world_size=world_size, iters_per_epoch=config.iters_per_epoch)
 
 
-def collate_samples(samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Stack a batch's tensors (in NumPy, on one thread: torch's parallel stack waited for a
-    descheduled thread on a shared machine, 84 ms for 16 images of 256x128) and its ints (int64)."""
-    batch = {}
+def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batch: the samples' tensors stacked into one tensor each, their ints as int64 NumPy arrays.
+
+    Stacking runs in NumPy, on one thread (torch's parallel stack waited for a descheduled thread
+    on a shared machine, 84 ms for 16 images of 256x128), straight into the output tensor, which a
+    worker process allocates in shared memory (as torch's own collate does) so that handing it over
+    copies nothing. The small int columns travel as NumPy arrays, pickled with the batch: each
+    tensor a worker hands over costs a shared-memory segment of its own, which for seven small
+    columns cost more than the image itself. `AugmentedBatches` turns them into tensors."""
+    batch: dict[str, Any] = {}
+    in_worker = torch.utils.data.get_worker_info() is not None
     for key, first in samples[0].items():
         if isinstance(first, torch.Tensor):
-            batch[key] = torch.from_numpy(np.stack([sample[key].numpy() for sample in samples]))
+            stacked = torch.empty((len(samples), *first.shape), dtype=first.dtype)
+            if in_worker:
+                stacked.share_memory_()
+            np.stack([sample[key].numpy() for sample in samples], out=stacked.numpy())
+            batch[key] = stacked
         else:
-            batch[key] = torch.tensor([sample[key] for sample in samples], dtype=torch.int64)
+            batch[key] = np.array([sample[key] for sample in samples], dtype=np.int64)
     return batch
 
 
@@ -113,6 +124,8 @@ class AugmentedBatches:
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         for batch in self.loader:
+            batch = {key: torch.from_numpy(value) if isinstance(value, np.ndarray) else value
+                     for key, value in batch.items()}
             choices = batch.pop("augment")
             batch["image"] = self.augment(batch["image"], choices)
             yield batch
@@ -132,8 +145,11 @@ def train_loader(train_set: TrainSet, config: TrainConfig, normalization: Normal
 
     The batches and their augmentation depend only on (config.seed, epoch, rank, world_size), not
     on num_workers or `device`. With `config.cache` the decoded images are cached under `cache_dir`
-    (default `$ATZOO_CACHE_DIR` or `~/.cache/atzoo`). With `device` (e.g. the training GPU) the
-    batches are augmented there and come out on it.
+    (default `$ATZOO_CACHE_DIR` or `~/.cache/atzoo`) and the batches are read from it in this
+    process: with nothing left to decode, handing batches over from worker processes cost more than
+    reading them (docs/benchmarks.md, *Data pipeline*), so `num_workers` then only matters for
+    decoding, when the cache is off. With `device` (e.g. the training GPU) the batches are
+    augmented there and come out on it.
     """
     augmentation = train_augmentation(config)
     image_size = augmentation.image_size
@@ -141,8 +157,9 @@ def train_loader(train_set: TrainSet, config: TrainConfig, normalization: Normal
     dataset = ReIDImages(train_set.records, image_size, SampleDraw(augmentation), labels=_train_labels(train_set),
                          cache=cache)
     sampler = train_sampler(train_set, config, epoch=epoch, rank=rank, world_size=world_size)
+    workers = 0 if cache is not None else config.num_workers
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, drop_last=False,
-                        collate_fn=collate_samples, **_loader_options(config.num_workers))
+                        collate_fn=collate_samples, **_loader_options(workers))
     return AugmentedBatches(loader, BatchAugment(normalization, config.pad, device))
 
 
