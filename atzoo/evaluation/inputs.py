@@ -115,23 +115,32 @@ def prepare(features: Any, person: Any, clothes: Any, camera: Any, flag: Any) ->
     feats = check_features(features)
     person, clothes, camera, flag = check_labels(person, clothes, camera, flag, feats.shape[0])
     keep = np.isin(flag, TEST_FLAGS)
-    problem = value_problem(feats)
+    squared = squared_norms(feats)
+    problem = value_problem(feats, squared)
     if problem:
         raise FeaturesError(problem)
-    feats = _normalized(feats if keep.all() else feats[keep])
+    feats = _normalized(feats, squared) if keep.all() else _normalized(feats[keep], squared[keep])
     return TestData(feats, person[keep], clothes[keep], camera[keep], flag[keep])
 
 
-def value_problem(feats: np.ndarray) -> str | None:
+def squared_norms(feats: np.ndarray) -> np.ndarray:
+    """Each vector's squared L2 norm (N, H), accumulated in float64 (inf or NaN where the values are)."""
+    feats = feats if feats.ndim == 3 else feats[:, None, :]
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.einsum("nhd,nhd->nh", feats, feats, dtype=np.float64)
+
+
+def value_problem(feats: np.ndarray, squared: np.ndarray | None = None) -> str | None:
     """Why these features cannot be ranked, or None: NaN or infinite values, values so large that a
     squared norm overflows (|x| above MAX_FEATURE_MAGNITUDE), all-zero vectors (no direction to rank
     by), or every vector the same (every ranking a tie). One pass computes the squared norms; the
-    features are read again only when one of them says something is wrong."""
+    features are read again only when one of them says something is wrong. `squared`: their
+    `squared_norms`, when already computed."""
     feats = feats if feats.ndim == 3 else feats[:, None, :]
     if feats.shape[0] == 0:
         return None
-    with np.errstate(over="ignore", invalid="ignore"):
-        squared = np.einsum("nhd,nhd->nh", feats, feats, dtype=np.float64)
+    if squared is None:
+        squared = squared_norms(feats)
     if not np.all(np.isfinite(squared)) or float(squared.max()) > MAX_FEATURE_MAGNITUDE ** 2 * feats.shape[2]:
         if not np.all(np.isfinite(feats)):
             bad = int(np.flatnonzero(~np.isfinite(feats).reshape(len(feats), -1).all(axis=1))[0])
@@ -150,11 +159,11 @@ def value_problem(feats: np.ndarray) -> str | None:
     return None
 
 
-def _normalized(feats: np.ndarray) -> np.ndarray:
-    """L2-normalised float32; features that already are (within 1e-6) are used as given, uncopied,
-    which keeps memory flat for very large test sets."""
+def _normalized(feats: np.ndarray, squared: np.ndarray) -> np.ndarray:
+    """L2-normalised float32, from the features' `squared_norms`; features that already are (within
+    1e-6) are used as given, uncopied, which keeps memory flat for very large test sets."""
     feats = np.ascontiguousarray(feats, dtype=np.float32)
-    norms = np.sqrt(np.einsum("nhd,nhd->nh", feats, feats))[:, :, None]
+    norms = np.sqrt(squared)[:, :, None]
     if np.all(np.abs(norms - 1) <= 1e-6):
         return feats
-    return (feats / np.maximum(norms, np.float32(1e-12))).astype(np.float32, copy=False)
+    return (feats / np.maximum(norms, 1e-12).astype(np.float32)).astype(np.float32, copy=False)

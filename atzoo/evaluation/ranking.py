@@ -18,6 +18,7 @@ come back to the CPU for the counting; torch is imported only then.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -136,16 +137,32 @@ Products = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 """(query chunk, segment number) -> (similarities, the same sorted along each row), float32."""
 
 
-def _numpy_products(segments: Sequence[Segment], rows: int) -> Products:
+def sorting_threads() -> int:
+    """Threads that sort a block's rows: the CPUs this process may use (NumPy's sort releases the
+    GIL; BLAS already spreads the products over them)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _numpy_products(segments: Sequence[Segment], rows: int, pool: ThreadPoolExecutor, threads: int) -> Products:
+    """Products by BLAS; each block's rows copied and sorted in `threads` parts on `pool`."""
     buffers = {i: (np.empty((rows, len(s)), np.float32), np.empty((rows, len(s)), np.float32))
                for i, s in enumerate(segments)}
     transposed = [s.features.T for s in segments]
 
+    def sort_rows(block: np.ndarray, ordered: np.ndarray, part: slice) -> None:
+        ordered[part] = block[part]
+        ordered[part].sort(axis=1)
+
     def products(queries: np.ndarray, segment: int) -> tuple[np.ndarray, np.ndarray]:
         block, ordered = (buffer[:len(queries)] for buffer in buffers[segment])
         np.matmul(queries, transposed[segment], out=block)
-        ordered[...] = block
-        ordered.sort(axis=1)
+        step = -(-len(queries) // threads)
+        parts = [slice(start, start + step) for start in range(0, len(queries), step)]
+        for done in [pool.submit(sort_rows, block, ordered, part) for part in parts]:
+            done.result()
         return block, ordered
 
     return products
@@ -291,19 +308,23 @@ def rank_segments(query_features: np.ndarray, segments: Sequence[Segment], query
     if n_query == 0 or not needed:
         return [QueryResults.empty() for _ in cases]
     rows = min(chunk_size or block_rows(sum(len(segments[s]) for s in needed), budget), n_query)
-    products = _numpy_products(segments, rows) if _is_cpu(device) else _torch_products(segments, device)
+    threads = sorting_threads() if _is_cpu(device) else 1
     indexes = [SamePersonIndex(s.labels.person) for s in segments]
-    for start in _progress(range(0, n_query, rows), description, progress):
-        stop = min(start + rows, n_query)
-        chunk = np.ascontiguousarray(query_features[start:stop])
-        blocks, sorted_blocks = {}, {}
-        for s in needed:
-            blocks[s], sorted_blocks[s] = products(chunk, s)
-        for case, span, segs, case_parts in zip(cases, spans, used, parts):
-            low, high = max(start, span.start), min(stop, span.stop)
-            if low < high:
-                case_parts.append(_case_results(blocks, sorted_blocks, segments, indexes, segs, query,
-                                                np.arange(low, high), slice(low - start, high - start), case.rule))
+    with ThreadPoolExecutor(threads) as pool:
+        products = (_numpy_products(segments, rows, pool, threads) if _is_cpu(device)
+                    else _torch_products(segments, device))
+        for start in _progress(range(0, n_query, rows), description, progress):
+            stop = min(start + rows, n_query)
+            chunk = np.ascontiguousarray(query_features[start:stop])
+            blocks, sorted_blocks = {}, {}
+            for s in needed:
+                blocks[s], sorted_blocks[s] = products(chunk, s)
+            for case, span, segs, case_parts in zip(cases, spans, used, parts):
+                low, high = max(start, span.start), min(stop, span.stop)
+                if low < high:
+                    case_parts.append(_case_results(blocks, sorted_blocks, segments, indexes, segs, query,
+                                                    np.arange(low, high), slice(low - start, high - start),
+                                                    case.rule))
     return [QueryResults.concat(case_parts) for case_parts in parts]
 
 
