@@ -54,6 +54,18 @@ def test_the_documented_command_is_in_the_docs_and_sets_what_the_package_records
 
 
 @pytest.mark.slow
+def test_the_shipped_results_record_their_provenance():
+    from atzoo.formats.metrics import read_results
+    from atzoo.formats.packageconfig import read_package_config
+
+    results = read_results(SYNTHETIC_DEMO.path / "results.json")
+    provenance = results.provenance
+    assert provenance.weights_sha256 == SYNTHETIC_DEMO.sha256 == sha256_file(SYNTHETIC_DEMO.path / "model.safetensors")
+    assert provenance.dataset.release == "synthetic"
+    assert provenance.dataset.fingerprint == read_package_config(SYNTHETIC_DEMO.path / "config.json").dataset_fingerprint
+    assert provenance.weights_sha256 in (SYNTHETIC_DEMO.path / "README.md").read_text()
+
+
 def test_the_command_gives_the_same_bytes_in_two_processes(tmp_path):
     atzoo("synth", "data", "--preset", "tiny", "--quiet", cwd=tmp_path)
     hashes = []
