@@ -10,36 +10,31 @@ from __future__ import annotations
 
 import json
 import os
-import struct
+from typing import Any
 
 from atzoo.errors import AtzooError
+from atzoo.formats.weights_header import read_weights_header
 
 METADATA_KEY = "__metadata__"
 
 
-def canonical_header(header: bytes) -> bytes:
-    """The JSON header with its metadata keys sorted, padded with spaces to the same length."""
-    parsed = json.loads(header)
-    metadata = parsed.get(METADATA_KEY)
-    if not isinstance(metadata, dict):
-        return header
-    ordered = {METADATA_KEY: dict(sorted(metadata.items()))}
-    ordered.update((key, value) for key, value in parsed.items() if key != METADATA_KEY)
+def canonical_header(header: dict[str, Any], length: int) -> bytes:
+    """The JSON header with its metadata keys sorted and first, padded with spaces to `length`
+    bytes (the length of the header it replaces)."""
+    ordered = {METADATA_KEY: dict(sorted(header[METADATA_KEY].items()))}
+    ordered.update((key, value) for key, value in header.items() if key != METADATA_KEY)
     text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    if len(text) > len(header):
+    if len(text) > length:
         raise AtzooError("cannot sort the safetensors header: it would grow")
-    return text + b" " * (len(header) - len(text))
+    return text + b" " * (length - len(text))
 
 
 def sort_metadata(path: str | os.PathLike) -> None:
     """Rewrite the safetensors file at ``path`` so that its header does not depend on hash order."""
+    header, data_start = read_weights_header(path)
+    if not isinstance(header.get(METADATA_KEY), dict):
+        return
+    text = canonical_header(header, data_start - 8)
     with open(path, "r+b") as handle:
-        prefix = handle.read(8)
-        if len(prefix) != 8:
-            raise AtzooError(f"{path} is not a safetensors file (shorter than 8 bytes)")
-        (length,) = struct.unpack("<Q", prefix)
-        header = handle.read(length)
-        if len(header) != length:
-            raise AtzooError(f"{path} is not a safetensors file (its header is truncated)")
         handle.seek(8)
-        handle.write(canonical_header(header))
+        handle.write(text)
