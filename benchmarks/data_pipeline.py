@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -66,12 +67,9 @@ def per_image_loader(train_set: TrainSet, config: TrainConfig, epoch: int, cache
                       **_loader_options(config.num_workers))
 
 
-def images_per_second(train_set: TrainSet, config: TrainConfig, cache_dir: Path, epochs: int, path: str,
-                      device: torch.device) -> float:
-    """Built once, as the runner does (its workers persist); one untimed epoch starts the workers,
-    then `epochs` epochs are timed."""
-    loader = (per_image_loader(train_set, config, 0, cache_dir) if path == "per-image" else
-              train_loader(train_set, config, IMAGENET_NORMALIZATION, epoch=0, cache_dir=cache_dir, device=device))
+def timed_epochs(loader: Any, epochs: int, device: torch.device) -> float:
+    """Images/s of `epochs` epochs of a loader built once, as the runner builds it: one untimed
+    epoch first (worker start-up), then each epoch reseeds the sampler."""
     images, started = 0, 0.0
     for epoch in range(epochs + 1):
         if epoch == 1:
@@ -80,8 +78,15 @@ def images_per_second(train_set: TrainSet, config: TrainConfig, cache_dir: Path,
         for batch in loader:
             images += len(batch["image"].to(device))
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     return images / (time.perf_counter() - started)
+
+
+def images_per_second(train_set: TrainSet, config: TrainConfig, cache_dir: Path, epochs: int, path: str,
+                      device: torch.device) -> float:
+    loader = (per_image_loader(train_set, config, 0, cache_dir) if path == "per-image" else
+              train_loader(train_set, config, IMAGENET_NORMALIZATION, epoch=0, cache_dir=cache_dir, device=device))
+    return timed_epochs(loader, epochs, device)
 
 
 def main() -> None:

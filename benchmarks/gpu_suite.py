@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from data_pipeline import timed_epochs  # noqa: E402
 from eval_speed import peak_memory, synthetic_test_set  # noqa: E402
 from train_speed import measure  # noqa: E402
 
@@ -150,16 +151,7 @@ def loader_item(plan: dict, device: torch.device, workdir: Path, results: dict, 
                                  image_size=plan["size"], num_workers=workers, cache=cache)
             loader = train_loader(train_set, config, IMAGENET_NORMALIZATION, epoch=0, cache_dir=workdir / "cache",
                                   device=device)
-            images, begun = 0, 0.0
-            for epoch in range(settings["epochs"] + 1):
-                if epoch == 1:
-                    images, begun = 0, time.perf_counter()
-                loader.sampler.set_epoch(epoch)
-                for batch in loader:
-                    images += len(batch["image"])
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            figures[f"{label}_images_per_s"] = round(images / (time.perf_counter() - begun), 1)
+            figures[f"{label}_images_per_s"] = round(timed_epochs(loader, settings["epochs"], device), 1)
         return figures
 
     run_item(results, f"loader with batch augmentation: cached (main process) and decoding ({workers} workers)",
